@@ -1,0 +1,287 @@
+//! The change under validation as the host holds it: documents with their
+//! before/after bytes and media type, the checkpoint, observed metrics, and
+//! loading all of that from a directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How a document differs between before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    Added,
+    Modified,
+    Deleted,
+    Unchanged,
+}
+
+/// One document of a change, addressed by its `/`-separated relative path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub path: String,
+    pub media_type: String,
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
+}
+
+impl Document {
+    /// A document whose media type is guessed from its path.
+    pub fn new(path: impl Into<String>, before: Option<Vec<u8>>, after: Option<Vec<u8>>) -> Self {
+        let path = path.into();
+        Self {
+            media_type: media_type_for(&path).to_owned(),
+            path,
+            before,
+            after,
+        }
+    }
+
+    pub fn status(&self) -> DocumentStatus {
+        match (&self.before, &self.after) {
+            (None, Some(_)) => DocumentStatus::Added,
+            (Some(_), None) => DocumentStatus::Deleted,
+            (Some(before), Some(after)) if before == after => DocumentStatus::Unchanged,
+            _ => DocumentStatus::Modified,
+        }
+    }
+}
+
+/// An observed metric handed to validators (`error-rate`, `latency-p99-ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+}
+
+/// Where in the rollout a validator is being called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Checkpoint {
+    pub name: String,
+    pub index: u32,
+    pub environment: String,
+    pub rollout_percent: u8,
+    pub change_id: String,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self {
+            name: "preflight".into(),
+            index: 0,
+            environment: "preflight".into(),
+            rollout_percent: 0,
+            change_id: "local".into(),
+        }
+    }
+}
+
+/// Everything a validator may see: documents (sorted by path) and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    documents: BTreeMap<String, Document>,
+    pub metrics: Vec<Metric>,
+}
+
+/// Why a change could not be read from disk.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: neither `before/` nor `after/` exists; a change directory holds one or both")]
+    Empty { path: PathBuf },
+    #[error("{path}: not valid UTF-8 path under the change directory")]
+    NonUtf8Path { path: PathBuf },
+    #[error("{path}: invalid metrics file: {source}")]
+    Metrics {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Name of the optional metrics file in a change directory: a JSON object
+/// of metric name to number.
+pub const METRICS_FILE: &str = "metrics.json";
+
+impl Change {
+    pub fn new(documents: impl IntoIterator<Item = Document>, metrics: Vec<Metric>) -> Self {
+        Self {
+            documents: documents
+                .into_iter()
+                .map(|doc| (doc.path.clone(), doc))
+                .collect(),
+            metrics,
+        }
+    }
+
+    /// Reads a change directory: `before/` and `after/` trees (either may be
+    /// absent) and an optional `metrics.json` (`{"error-rate": 0.01}`).
+    pub fn from_dir(dir: &Path) -> Result<Change, ChangeError> {
+        let before_dir = dir.join("before");
+        let after_dir = dir.join("after");
+        if !before_dir.is_dir() && !after_dir.is_dir() {
+            return Err(ChangeError::Empty { path: dir.into() });
+        }
+        let before = read_tree(&before_dir)?;
+        let mut after = read_tree(&after_dir)?;
+        let mut documents: Vec<Document> = before
+            .into_iter()
+            .map(|(path, bytes)| {
+                let after_bytes = after.remove(&path);
+                Document::new(path, Some(bytes), after_bytes)
+            })
+            .collect();
+        documents.extend(
+            after
+                .into_iter()
+                .map(|(path, bytes)| Document::new(path, None, Some(bytes))),
+        );
+        let metrics_path = dir.join(METRICS_FILE);
+        let metrics = if metrics_path.is_file() {
+            let text = fs::read(&metrics_path).map_err(|source| ChangeError::Io {
+                path: metrics_path.clone(),
+                source,
+            })?;
+            let map: BTreeMap<String, f64> =
+                serde_json::from_slice(&text).map_err(|source| ChangeError::Metrics {
+                    path: metrics_path,
+                    source,
+                })?;
+            map.into_iter()
+                .map(|(name, value)| Metric { name, value })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Change::new(documents, metrics))
+    }
+
+    pub fn documents(&self) -> impl Iterator<Item = &Document> {
+        self.documents.values()
+    }
+
+    pub fn document(&self, path: &str) -> Option<&Document> {
+        self.documents.get(path)
+    }
+
+    pub fn paths(&self) -> BTreeSet<&str> {
+        self.documents.keys().map(String::as_str).collect()
+    }
+}
+
+/// Reads every regular file under `root` keyed by its `/`-separated path
+/// relative to `root`; a missing `root` is an empty tree.
+fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
+    let mut files = BTreeMap::new();
+    if !root.is_dir() {
+        return Ok(files);
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let io_err = |source| ChangeError::Io {
+            path: dir.clone(),
+            source,
+        };
+        for entry in fs::read_dir(&dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io_err)?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let relative = path
+                    .strip_prefix(root)
+                    .ok()
+                    .and_then(|rel| {
+                        rel.components()
+                            .map(|c| c.as_os_str().to_str())
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .map(|parts| parts.join("/"))
+                    .ok_or_else(|| ChangeError::NonUtf8Path { path: path.clone() })?;
+                let bytes = fs::read(&path).map_err(|source| ChangeError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.insert(relative, bytes);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Media type from the file extension; validators use it to pick a parser.
+pub fn media_type_for(path: &str) -> &'static str {
+    let extension = path
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("json") => "application/json",
+        Some("yaml" | "yml") => "application/yaml",
+        Some("toml") => "application/toml",
+        Some("txt" | "md" | "csv" | "sql") => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_before_and_after() {
+        let doc = |b: Option<&str>, a: Option<&str>| {
+            Document::new("x.json", b.map(|s| s.into()), a.map(|s| s.into())).status()
+        };
+        assert_eq!(doc(None, Some("1")), DocumentStatus::Added);
+        assert_eq!(doc(Some("1"), None), DocumentStatus::Deleted);
+        assert_eq!(doc(Some("1"), Some("1")), DocumentStatus::Unchanged);
+        assert_eq!(doc(Some("1"), Some("2")), DocumentStatus::Modified);
+    }
+
+    #[test]
+    fn change_dir_pairs_documents_by_relative_path() {
+        let dir = std::env::temp_dir().join(format!("cairn-change-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("before/tables")).unwrap();
+        fs::create_dir_all(dir.join("after/tables")).unwrap();
+        fs::write(dir.join("before/tables/users.yaml"), "a: 1").unwrap();
+        fs::write(dir.join("after/tables/users.yaml"), "a: 2").unwrap();
+        fs::write(dir.join("before/old.json"), "{}").unwrap();
+        fs::write(dir.join("after/new.toml"), "x = 1").unwrap();
+        fs::write(dir.join(METRICS_FILE), r#"{"error-rate": 0.5}"#).unwrap();
+        let change = Change::from_dir(&dir).unwrap();
+        let summary: Vec<_> = change
+            .documents()
+            .map(|d| (d.path.as_str(), d.media_type.as_str(), d.status()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("new.toml", "application/toml", DocumentStatus::Added),
+                ("old.json", "application/json", DocumentStatus::Deleted),
+                (
+                    "tables/users.yaml",
+                    "application/yaml",
+                    DocumentStatus::Modified
+                ),
+            ]
+        );
+        assert_eq!(
+            change.metrics,
+            vec![Metric {
+                name: "error-rate".into(),
+                value: 0.5
+            }]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,319 @@
+//! The validator side of the SDK: the [`Validator`] trait, typed access to
+//! the change, logging, and builders for findings and verdicts.
+
+pub use crate::__bindings::validator::cairn::plugin::change::{DocStatus, Metric};
+pub use crate::__bindings::validator::cairn::plugin::types::{
+    Checkpoint, Finding, Location, Outcome, PluginInfo, Severity, Verdict,
+};
+use crate::__bindings::validator::cairn::plugin::{change as wit_change, logging};
+
+/// Implement this for your validator and export it with [`export_validator!`].
+pub trait Validator {
+    /// Name, version and description of the plugin.
+    fn info() -> PluginInfo;
+
+    /// Judges `change` at checkpoint `at`. `config` is the plugin's config
+    /// from the plan as JSON text (`{}` when none is given).
+    ///
+    /// Return `Err` for problems of the plugin's own (an invalid config);
+    /// the host reports it apart from findings about the change.
+    fn validate(change: &Change, at: &Checkpoint, config: &str) -> Result<Verdict, String>;
+}
+
+/// Exports a [`Validator`] implementation as the plugin's `validation`
+/// interface. Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_validator {
+    ($validator:ty) => {
+        #[doc(hidden)]
+        pub struct __CairnValidatorExport;
+
+        impl $crate::__bindings::validator::exports::cairn::plugin::validation::Guest
+            for __CairnValidatorExport
+        {
+            fn info() -> $crate::PluginInfo {
+                <$validator as $crate::Validator>::info()
+            }
+
+            fn validate(
+                at: $crate::Checkpoint,
+                config: ::std::string::String,
+            ) -> ::std::result::Result<$crate::Verdict, ::std::string::String> {
+                <$validator as $crate::Validator>::validate(&$crate::Change::current(), &at, &config)
+            }
+        }
+
+        $crate::__bindings::validator::__export_validator_world!(
+            __CairnValidatorExport with_types_in $crate::__bindings::validator
+        );
+    };
+}
+
+/// One document of the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Relative, `/`-separated path (`workflows/orders.json`).
+    pub path: String,
+    /// `application/json`, `application/yaml`, `application/toml`,
+    /// `text/plain` or `application/octet-stream`.
+    pub media_type: String,
+    pub status: DocStatus,
+}
+
+impl Document {
+    pub fn is_added(&self) -> bool {
+        self.status == DocStatus::Added
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.status == DocStatus::Deleted
+    }
+
+    pub fn is_modified(&self) -> bool {
+        self.status == DocStatus::Modified
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.media_type == "application/json"
+    }
+}
+
+/// The change under validation, read through the host (there is no
+/// filesystem in the sandbox).
+#[derive(Debug, Clone, Copy)]
+pub struct Change {
+    _private: (),
+}
+
+impl Change {
+    #[doc(hidden)]
+    pub fn current() -> Change {
+        Change { _private: () }
+    }
+
+    /// Every document of the change, sorted by path.
+    pub fn documents(&self) -> Vec<Document> {
+        wit_change::documents()
+            .into_iter()
+            .map(|doc| Document {
+                path: doc.path,
+                media_type: doc.media_type,
+                status: doc.status,
+            })
+            .collect()
+    }
+
+    /// Content before the change; `None` if added or unknown.
+    pub fn before(&self, path: &str) -> Option<Vec<u8>> {
+        wit_change::before(path)
+    }
+
+    /// Content after the change; `None` if deleted or unknown.
+    pub fn after(&self, path: &str) -> Option<Vec<u8>> {
+        wit_change::after(path)
+    }
+
+    /// Content before the change as UTF-8 text (invalid bytes replaced).
+    pub fn before_text(&self, path: &str) -> Option<String> {
+        self.before(path).map(lossy_text)
+    }
+
+    /// Content after the change as UTF-8 text (invalid bytes replaced).
+    pub fn after_text(&self, path: &str) -> Option<String> {
+        self.after(path).map(lossy_text)
+    }
+
+    /// Metrics observed for this checkpoint.
+    pub fn metrics(&self) -> Vec<Metric> {
+        wit_change::metrics()
+    }
+
+    /// The value of one metric, if it was observed.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics()
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+}
+
+fn lossy_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
+/// Structured logging into the host's log (counted against the output cap).
+pub mod log {
+    use super::logging::{Level, log};
+
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+impl PluginInfo {
+    pub fn new(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            config_schema: None,
+        }
+    }
+
+    /// Attaches the JSON Schema (as text) of the config the plugin accepts.
+    pub fn with_config_schema(mut self, schema: impl Into<String>) -> Self {
+        self.config_schema = Some(schema.into());
+        self
+    }
+}
+
+impl Finding {
+    pub fn new(rule: impl Into<String>, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            rule: rule.into(),
+            severity,
+            message: message.into(),
+            location: None,
+            hint: None,
+        }
+    }
+
+    pub fn error(rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(rule, Severity::Error, message)
+    }
+
+    pub fn warning(rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(rule, Severity::Warning, message)
+    }
+
+    pub fn info(rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(rule, Severity::Info, message)
+    }
+
+    /// Points the finding at a document of the change.
+    pub fn at(mut self, document: impl Into<String>) -> Self {
+        self.location_mut().document = document.into();
+        self
+    }
+
+    /// Points at a value inside the document (RFC 6901: `/steps/0/retry`).
+    pub fn pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.location_mut().pointer = Some(pointer.into());
+        self
+    }
+
+    /// 1-based line (and optionally column) in the document's text.
+    pub fn line(mut self, line: u32, column: Option<u32>) -> Self {
+        let location = self.location_mut();
+        location.line = Some(line);
+        location.column = column;
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn location_mut(&mut self) -> &mut Location {
+        self.location.get_or_insert_with(|| Location {
+            document: String::new(),
+            pointer: None,
+            line: None,
+            column: None,
+        })
+    }
+}
+
+impl Verdict {
+    pub fn pass() -> Self {
+        Verdict {
+            outcome: Outcome::Pass,
+            findings: Vec::new(),
+            summary: None,
+        }
+    }
+
+    pub fn inconclusive(summary: impl Into<String>) -> Self {
+        Verdict {
+            outcome: Outcome::Inconclusive,
+            findings: Vec::new(),
+            summary: Some(summary.into()),
+        }
+    }
+
+    /// Outcome from the worst finding: any error fails, any warning warns,
+    /// otherwise (info or nothing) passes.
+    pub fn from_findings(findings: Vec<Finding>) -> Self {
+        let outcome = if findings.iter().any(|f| f.severity == Severity::Error) {
+            Outcome::Fail
+        } else if findings.iter().any(|f| f.severity == Severity::Warning) {
+            Outcome::Warn
+        } else {
+            Outcome::Pass
+        };
+        Verdict {
+            outcome,
+            findings,
+            summary: None,
+        }
+    }
+
+    pub fn with_summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = Some(summary.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_follows_the_worst_finding() {
+        assert_eq!(Verdict::from_findings(vec![]).outcome, Outcome::Pass);
+        assert_eq!(
+            Verdict::from_findings(vec![Finding::info("r", "m")]).outcome,
+            Outcome::Pass
+        );
+        let warn = vec![Finding::info("r", "m"), Finding::warning("r", "m")];
+        assert_eq!(Verdict::from_findings(warn).outcome, Outcome::Warn);
+        let fail = vec![Finding::warning("r", "m"), Finding::error("r", "m")];
+        assert_eq!(Verdict::from_findings(fail).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn finding_builder_fills_the_location() {
+        let finding = Finding::error("r", "m")
+            .at("a.json")
+            .pointer("/x")
+            .line(3, Some(7))
+            .hint("h");
+        let location = finding.location.unwrap();
+        assert_eq!(location.document, "a.json");
+        assert_eq!(location.pointer.as_deref(), Some("/x"));
+        assert_eq!((location.line, location.column), (Some(3), Some(7)));
+        assert_eq!(finding.hint.as_deref(), Some("h"));
+    }
+}

@@ -1,0 +1,318 @@
+//! Hostile plugins: each is stopped (or denied) with the exact failure kind,
+//! ends within its deadline plus a margin, and the host serves the next call.
+
+use std::time::Duration;
+
+use cairn_host::{CallOutcome, FailureKind, Limits, Outcome, Runtime, RuntimeConfig};
+use serde_json::json;
+
+use crate::util::{assert_host_still_serves, limits_with_timeout, run_fixture, verdict};
+
+/// Slack allowed past a deadline in these tests. The deadline itself is
+/// checked every millisecond; the margin absorbs a loaded CI machine. The
+/// benchmark measures the real overshoot.
+const MARGIN: Duration = Duration::from_millis(250);
+
+async fn assert_stopped(mode: &str, kind: FailureKind, limits: Limits) -> cairn_host::Failure {
+    let report = run_fixture(mode, json!({}), &limits).await;
+    assert_eq!(report.failure_kind(), Some(kind), "{mode}: {report:#?}");
+    assert!(
+        report.elapsed <= limits.timeout + MARGIN,
+        "{mode} ran {:?}, past its {:?} deadline + {MARGIN:?}",
+        report.elapsed,
+        limits.timeout
+    );
+    assert_host_still_serves().await;
+    match report.outcome {
+        CallOutcome::Stopped(failure) => failure,
+        _ => unreachable!("kind checked above"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_is_stopped_at_its_deadline() {
+    let limits = limits_with_timeout(Duration::from_millis(200));
+    let failure = assert_stopped("loop", FailureKind::Timeout, limits).await;
+    assert!(failure.message.contains("200 ms"), "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_second_wasi_sleep_is_cut_at_the_deadline() {
+    let limits = limits_with_timeout(Duration::from_millis(200));
+    let report = run_fixture("sleep", json!({}), &limits).await;
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::Timeout),
+        "{report:#?}"
+    );
+    assert!(
+        report.elapsed >= limits.timeout,
+        "stopped before its deadline: {:?}",
+        report.elapsed
+    );
+    assert!(
+        report.elapsed <= limits.timeout + MARGIN,
+        "ran {:?}",
+        report.elapsed
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_recursion_is_a_stack_overflow() {
+    assert_stopped("recurse", FailureKind::StackOverflow, Limits::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_hits_the_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let failure = assert_stopped("alloc", FailureKind::MemoryLimit, limits).await;
+    assert!(
+        failure.message.contains(&(32u64 << 20).to_string()),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_memory_stays_under_the_limit_and_is_reported() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let report = run_fixture("alloc", json!({}), &limits).await;
+    assert!(
+        report.peak_memory_bytes > 16 << 20,
+        "{}",
+        report.peak_memory_bytes
+    );
+    assert!(
+        report.peak_memory_bytes <= 32 << 20,
+        "{}",
+        report.peak_memory_bytes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_is_a_trap_carrying_the_panic_message_and_backtrace() {
+    let failure = assert_stopped("panic", FailureKind::Trap, Limits::default()).await;
+    assert!(
+        failure.message.contains("fixture panicked on purpose"),
+        "{failure}"
+    );
+    assert!(
+        failure
+            .backtrace
+            .as_deref()
+            .is_some_and(|bt| !bt.is_empty()),
+        "{failure:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_is_a_trap_with_a_wasm_backtrace() {
+    let failure = assert_stopped("unreachable", FailureKind::Trap, Limits::default()).await;
+    assert!(failure.message.contains("unreachable"), "{failure}");
+    let backtrace = failure.backtrace.unwrap_or_default();
+    assert!(
+        backtrace.contains("fixture"),
+        "backtrace names the guest: {backtrace}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_flood_is_capped_and_counted_without_failing_the_plugin() {
+    let limits = Limits::default();
+    let report = run_fixture("log-flood", json!({}), &limits).await;
+    assert_eq!(verdict(&report).outcome, Outcome::Pass);
+    let kept: usize = report.output.logs.iter().map(|r| r.message.len()).sum();
+    assert!(kept <= limits.output_bytes, "kept {kept} bytes");
+    assert_eq!(kept as u64 + report.output.dropped_bytes, 10_000 * 1024);
+    assert_host_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_flood_is_capped_and_println_does_not_panic() {
+    let limits = Limits::default();
+    let report = run_fixture("stdout-flood", json!({}), &limits).await;
+    let verdict = verdict(&report);
+    assert_eq!(
+        verdict.summary.as_deref(),
+        Some("survived my own output flood")
+    );
+    let kept = report.output.stdout.len() + report.output.stderr.len();
+    assert_eq!(kept, limits.output_bytes);
+    assert_eq!(kept as u64 + report.output.dropped_bytes, 2 * 10_000 * 1024);
+    assert_host_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_flood_is_truncated_and_counted() {
+    let limits = Limits::default();
+    let report = run_fixture("findings-flood", json!({}), &limits).await;
+    let verdict = verdict(&report);
+    assert_eq!(verdict.findings.len(), limits.max_findings);
+    assert_eq!(verdict.findings_dropped, 100_000 - limits.max_findings);
+    assert_host_still_serves().await;
+}
+
+/// Every probe of the fixture must have been denied.
+fn assert_all_denied(report: &cairn_host::CallReport<cairn_host::Verdict>, expected: usize) {
+    let verdict = verdict(report);
+    assert_eq!(verdict.findings.len(), expected, "{verdict:#?}");
+    for finding in &verdict.findings {
+        assert!(
+            finding.message.contains(": denied: "),
+            "not denied: {}",
+            finding.message
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_files_cannot_be_read_listed_or_written() {
+    let report = run_fixture("read-file", json!({}), &Limits::default()).await;
+    assert_all_denied(&report, 4);
+    assert!(!std::path::Path::new("/tmp/cairn-escape").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_vars_and_args_are_empty() {
+    let report = run_fixture("read-env", json!({}), &Limits::default()).await;
+    let messages: Vec<&str> = verdict(&report)
+        .findings
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect();
+    assert!(messages[0].starts_with("env HOME: denied"), "{messages:?}");
+    assert!(messages[1].starts_with("env PATH: denied"), "{messages:?}");
+    assert_eq!(messages[2], "env count: allowed: 0");
+    assert_eq!(messages[3], "args count: allowed: 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_cannot_connect_listen_bind_or_resolve() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("local addr").port();
+    let report = run_fixture("open-socket", json!({ "port": port }), &Limits::default()).await;
+    assert_all_denied(&report, 4);
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "the plugin reached the host's socket: {accepted:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_is_frozen_at_the_epoch() {
+    let report = run_fixture("clock", json!({}), &Limits::default()).await;
+    assert_eq!(verdict(&report).summary.as_deref(), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_breaking_the_contract_is_invalid_output() {
+    let report = run_fixture("invalid-output", json!({}), &Limits::default()).await;
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::InvalidOutput),
+        "{report:#?}"
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_refusal_is_kept_apart_from_sandbox_failures() {
+    let report = run_fixture("refuse", json!({}), &Limits::default()).await;
+    assert_eq!(
+        report.outcome,
+        CallOutcome::Refused("refusing on purpose".into())
+    );
+    assert_eq!(report.failure_kind(), None);
+    assert_eq!(
+        report.effective_outcome(cairn_host::OnError::Fail),
+        Outcome::Fail
+    );
+    assert_eq!(
+        report.effective_outcome(cairn_host::OnError::Warn),
+        Outcome::Warn
+    );
+    assert_eq!(
+        report.effective_outcome(cairn_host::OnError::Ignore),
+        Outcome::Pass
+    );
+}
+
+fn fuel_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cairn_tests::shared_cache_dir()),
+        fuel_metering: true,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime with fuel starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_budget_stops_a_long_computation_deterministically() {
+    let runtime = fuel_runtime();
+    let plugin = runtime
+        .load_file(crate::util::guests::FIXTURE.as_ref(), None)
+        .expect("fixture loads");
+    let config = json!({ "mode": "compute", "rounds": 10_000_000 }).to_string();
+    let tight = Limits {
+        fuel: Some(100_000),
+        ..Limits::default()
+    };
+    let report = plugin
+        .validate(
+            crate::util::sample_change(),
+            &Default::default(),
+            &config,
+            &tight,
+        )
+        .await;
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::FuelExhausted),
+        "{report:#?}"
+    );
+    assert_eq!(report.fuel_used, Some(100_000));
+
+    let small = json!({ "mode": "compute", "rounds": 1000 }).to_string();
+    let first = plugin
+        .validate(
+            crate::util::sample_change(),
+            &Default::default(),
+            &small,
+            &tight,
+        )
+        .await;
+    let second = plugin
+        .validate(
+            crate::util::sample_change(),
+            &Default::default(),
+            &small,
+            &tight,
+        )
+        .await;
+    assert_eq!(verdict(&first).outcome, Outcome::Pass);
+    let used = first.fuel_used.expect("fuel is reported");
+    assert!(used > 1000 && used < 100_000, "{used}");
+    assert_eq!(first.fuel_used, second.fuel_used, "same work, same fuel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_budget_without_fuel_metering_is_refused_up_front() {
+    let limits = Limits {
+        fuel: Some(1000),
+        ..Limits::default()
+    };
+    let report = run_fixture("behave", json!({}), &limits).await;
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::Load),
+        "{report:#?}"
+    );
+}

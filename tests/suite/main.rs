@@ -1,0 +1,18 @@
+//! cairn's integration test suite: one binary, one module per area.
+
+// Shared helpers: loading guests, sample changes, calling validators.
+mod util;
+
+// Hostile plugins are stopped or denied with the exact failure kind, in time,
+// and the host keeps serving.
+mod hostile;
+// Loading: digest pins, non-components, wrong worlds, truncated files.
+mod loading;
+// The on-disk compile cache: hits, misses, keys, corrupt entries.
+mod cache;
+// What a plugin sees (config, change, checkpoint, metrics) round-trips exactly.
+mod roundtrip;
+// Validators of one checkpoint run concurrently; the example plugins work.
+mod checkpoint;
+// The `cairn` command line: reports and exit codes.
+mod cli;

@@ -1,0 +1,113 @@
+//! Helpers shared by the suite's modules.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_host::{
+    CallOutcome, CallReport, Change, Checkpoint, Document, Limits, Metric, Plugin, Verdict,
+};
+pub use cairn_tests::guests;
+
+/// Loads a guest into the shared test runtime.
+pub fn load(path: &str) -> Plugin {
+    cairn_tests::runtime()
+        .load_file(Path::new(path), None)
+        .unwrap_or_else(|err| panic!("{path} loads: {err}"))
+}
+
+/// A small change: one modified, one added and one deleted document, plus
+/// a metric.
+pub fn sample_change() -> Arc<Change> {
+    Arc::new(Change::new(
+        [
+            Document::new(
+                "workflows/orders.json",
+                Some(br#"{"steps": []}"#.to_vec()),
+                Some(br#"{"steps": [1]}"#.to_vec()),
+            ),
+            Document::new(
+                "tables/users.toml",
+                None,
+                Some(b"name = \"users\"\n".to_vec()),
+            ),
+            Document::new("connectors/legacy.json", Some(b"{}".to_vec()), None),
+        ],
+        vec![Metric {
+            name: "error-rate".into(),
+            value: 0.01,
+        }],
+    ))
+}
+
+/// A change no example validator objects to.
+pub fn harmless_change() -> Arc<Change> {
+    Arc::new(Change::new(
+        [Document::new(
+            "workflows/orders.json",
+            Some(b"{}".to_vec()),
+            Some(br#"{"a": 1}"#.to_vec()),
+        )],
+        Vec::new(),
+    ))
+}
+
+/// Limits with a shorter deadline, to keep the suite fast.
+pub fn limits_with_timeout(timeout: Duration) -> Limits {
+    Limits {
+        timeout,
+        ..Limits::default()
+    }
+}
+
+/// Runs the fixture in `mode` (extra config keys merged in) on the sample change.
+pub async fn run_fixture(
+    mode: &str,
+    extra: serde_json::Value,
+    limits: &Limits,
+) -> CallReport<Verdict> {
+    let mut config = serde_json::json!({ "mode": mode });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    load(guests::FIXTURE)
+        .validate(
+            sample_change(),
+            &Checkpoint::default(),
+            &config.to_string(),
+            limits,
+        )
+        .await
+}
+
+/// The verdict of a call that must have completed.
+pub fn verdict(report: &CallReport<Verdict>) -> &Verdict {
+    match &report.outcome {
+        CallOutcome::Completed(verdict) => verdict,
+        other => panic!("{} did not complete: {other:#?}", report.plugin),
+    }
+}
+
+/// Proves the host still serves after a hostile call: a well-behaved
+/// plugin, and the hostile plugin itself in a fresh store, both pass.
+pub async fn assert_host_still_serves() {
+    let next = load(guests::NO_DELETES)
+        .validate(
+            harmless_change(),
+            &Checkpoint::default(),
+            "{}",
+            &Limits::default(),
+        )
+        .await;
+    assert_eq!(
+        verdict(&next).outcome,
+        cairn_host::Outcome::Pass,
+        "{next:#?}"
+    );
+    let again = run_fixture("behave", serde_json::json!({}), &Limits::default()).await;
+    assert_eq!(
+        verdict(&again).outcome,
+        cairn_host::Outcome::Pass,
+        "{again:#?}"
+    );
+}
