@@ -135,16 +135,20 @@ impl CallState {
 }
 
 /// A store set up for one call, and the deadline it runs under.
-struct CallStore {
-    store: Store<CallState>,
+pub(crate) struct CallStore {
+    pub(crate) store: Store<CallState>,
     started: Instant,
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     limits: Limits,
     fuel_metering: bool,
 }
 
 impl CallStore {
-    fn new(plugin: &Plugin, change: Arc<Change>, limits: &Limits) -> Result<CallStore, Failure> {
+    pub(crate) fn new(
+        plugin: &Plugin,
+        change: Arc<Change>,
+        limits: &Limits,
+    ) -> Result<CallStore, Failure> {
         let engine = &plugin.inner.engine;
         let fuel_metering = plugin.inner.fuel_metering;
         if limits.fuel.is_some() && !fuel_metering {
@@ -192,11 +196,11 @@ impl CallStore {
     }
 
     /// Turns the raw result of a call into its report.
-    fn finish<T>(
+    pub(crate) fn finish<T, U>(
         self,
         result: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
-        check: impl FnOnce(T) -> Result<T, Failure>,
-    ) -> CallReport<T> {
+        check: impl FnOnce(T) -> Result<U, Failure>,
+    ) -> CallReport<U> {
         let elapsed = self.started.elapsed();
         let state = self.store.data();
         let output = state.output.snapshot();
@@ -312,7 +316,7 @@ fn forward_output<T>(report: &CallReport<T>) {
     }
 }
 
-fn wrong_world<T>(plugin: &Plugin, wanted: World) -> CallReport<T> {
+pub(crate) fn wrong_world<T>(plugin: &Plugin, wanted: World) -> CallReport<T> {
     CallReport::not_run(
         plugin.name(),
         Failure::new(

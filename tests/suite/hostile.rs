@@ -30,6 +30,17 @@ async fn assert_stopped(mode: &str, kind: FailureKind, limits: Limits) -> cairn_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_survives_between_calls_even_when_memory_slots_are_reused() {
+    for _ in 0..5 {
+        let report = run_fixture("count", json!({}), &Limits::default()).await;
+        assert_eq!(
+            verdict(&report).summary.as_deref(),
+            Some("calls=1 hoarded=1")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infinite_loop_is_stopped_at_its_deadline() {
     let limits = limits_with_timeout(Duration::from_millis(200));
     let failure = assert_stopped("loop", FailureKind::Timeout, limits).await;

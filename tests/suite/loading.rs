@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use cairn_host::{CallOutcome, Checkpoint, FailureKind, Limits, LoadError, World};
+use std::time::Duration;
+
+use cairn_host::{
+    CallOutcome, Checkpoint, FailureKind, Fault, Limits, LoadError, RequestInfo, World,
+};
 
 use crate::util::{guests, load, sample_change};
 
@@ -81,6 +85,39 @@ async fn fault_injector_loads_but_cannot_be_called_as_a_validator() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn fault_injector_decides_per_request_and_bad_statuses_are_invalid_output() {
+    let plugin = load(guests::FAULT_INJECTOR);
+    let request = |path: &str| RequestInfo {
+        method: "GET".into(),
+        path: path.into(),
+        ..RequestInfo::default()
+    };
+    let limits = Limits::default();
+    let orders = plugin.decide(&request("/orders/42"), "{}", &limits).await;
+    assert_eq!(
+        orders.outcome,
+        CallOutcome::Completed(Fault::Delay {
+            duration: Duration::from_millis(50)
+        })
+    );
+    let health = plugin.decide(&request("/health"), "{}", &limits).await;
+    assert_eq!(health.outcome, CallOutcome::Completed(Fault::None));
+    let bad = plugin
+        .decide(&request("/orders/1"), "bad-status", &limits)
+        .await;
+    assert_eq!(
+        bad.failure_kind(),
+        Some(FailureKind::InvalidOutput),
+        "{bad:#?}"
+    );
+
+    let validator = load(guests::NO_DELETES)
+        .decide(&request("/"), "{}", &limits)
+        .await;
+    assert_eq!(validator.failure_kind(), Some(FailureKind::Load));
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Fault-injector fixture: delays requests under `/orders` by 50 ms.
+//! Fault-injector fixture: delays requests under `/orders` by 50 ms. With
+//! the config `"bad-status"` it answers an impossible HTTP status instead.
 
-use cairn_plugin_sdk::{Fault, FaultInjector, PluginInfo, RequestInfo};
+use cairn_plugin_sdk::{ErrorResponse, Fault, FaultInjector, PluginInfo, RequestInfo};
 
 struct DelayOrders;
 
@@ -9,7 +10,10 @@ impl FaultInjector for DelayOrders {
         PluginInfo::new("delay-orders", "0.1.0", "delays /orders requests")
     }
 
-    fn decide(request: &RequestInfo, _config: &str) -> Result<Fault, String> {
+    fn decide(request: &RequestInfo, config: &str) -> Result<Fault, String> {
+        if config == "bad-status" {
+            return Ok(Fault::Error(ErrorResponse { status: 1000, body: None }));
+        }
         Ok(if request.path.starts_with("/orders") {
             Fault::Delay(50)
         } else {
