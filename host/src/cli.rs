@@ -491,21 +491,22 @@ fn human_report(
     out
 }
 
+/// `"/steps/1 7:72  "`: the pointer and line:column a finding points at.
 fn location_text(location: &crate::Location) -> String {
-    let mut text = String::new();
+    let mut parts = Vec::new();
     if let Some(pointer) = &location.pointer {
-        text.push_str(pointer);
+        parts.push(pointer.clone());
     }
-    if let Some(line) = location.line {
-        text.push_str(&format!(":{line}"));
-        if let Some(column) = location.column {
-            text.push_str(&format!(":{column}"));
-        }
+    match (location.line, location.column) {
+        (Some(line), Some(column)) => parts.push(format!("{line}:{column}")),
+        (Some(line), None) => parts.push(format!("line {line}")),
+        _ => {}
     }
-    if !text.is_empty() {
-        text.push_str("  ");
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{}  ", parts.join(" "))
     }
-    text
 }
 
 async fn plugin_info(runtime: &Runtime, path: &Path) -> Result<u8, Exit> {

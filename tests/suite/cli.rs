@@ -47,7 +47,10 @@ fn risky_example_fails_with_findings_pointing_at_documents() {
     assert!(text.contains("no-deletes/deleted"), "{text}");
     assert!(text.contains("workflows/order-sync.json"), "{text}");
     assert!(text.contains("well-formed/syntax"), "{text}");
-    assert!(text.contains(":7:"), "syntax error line is shown: {text}");
+    assert!(
+        text.contains(" 7:72 "),
+        "syntax error line:column is shown: {text}"
+    );
     assert!(text.contains("result: FAIL"), "{text}");
 }
 
