@@ -18,6 +18,35 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("CLI_COMMAND", "tests/guests/Cargo.toml", "cli-command.wasm"),
     ("NO_DELETES", "plugins/Cargo.toml", "no_deletes.wasm"),
     ("WELL_FORMED", "plugins/Cargo.toml", "well_formed.wasm"),
+    ("SECRETS_SCAN", "plugins/Cargo.toml", "secrets_scan.wasm"),
+    ("SCHEMA", "plugins/Cargo.toml", "schema.wasm"),
+    (
+        "DESTRUCTIVE_CHANGE",
+        "plugins/Cargo.toml",
+        "destructive_change.wasm",
+    ),
+    ("API_CONTRACT", "plugins/Cargo.toml", "api_contract.wasm"),
+    ("RETRY_POLICY", "plugins/Cargo.toml", "retry_policy.wasm"),
+    ("SLO_GATE", "plugins/Cargo.toml", "slo_gate.wasm"),
+];
+
+/// Guests written in Python (componentize-py) or JavaScript
+/// (componentize-js): (constant name, language, plugin dir relative to the
+/// repo root). Built by the SDKs' build scripts, see `build_interpreted`.
+const INTERPRETED_GUESTS: &[(&str, Lang, &str)] = &[
+    ("SECRETS_SCAN_PY", Lang::Python, "plugins/secrets-scan-py"),
+    (
+        "FLAKY_UPSTREAM_PY",
+        Lang::Python,
+        "plugins/flaky-upstream-py",
+    ),
+    (
+        "HOSTILE_PY",
+        Lang::Python,
+        "plugin-sdk/python/tests/hostile",
+    ),
+    ("SECRETS_SCAN_JS", Lang::Js, "plugins/secrets-scan-js"),
+    ("HOSTILE_JS", Lang::Js, "plugin-sdk/js/tests/hostile"),
 ];
 
 fn main() {
@@ -50,6 +79,12 @@ fn main() {
             "guest {name} was not built: {} is missing",
             path.display()
         );
+        generated.push_str(&format!(
+            "pub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    for (name, path) in build_interpreted(&root, &target_dir.with_file_name("interpreted-guests")) {
         generated.push_str(&format!(
             "pub const {name}: &str = {:?};\n",
             path.display().to_string()
@@ -93,7 +128,11 @@ fn rerun_if_changed_tree(dir: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if name == "target" || name.to_string_lossy().starts_with('.') {
+        if name == "target"
+            || name == "node_modules"
+            || name == "__pycache__"
+            || name.to_string_lossy().starts_with('.')
+        {
             continue;
         }
         if path.is_dir() {
@@ -102,4 +141,112 @@ fn rerun_if_changed_tree(dir: &Path) {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Lang {
+    Python,
+    Js,
+}
+
+/// Builds the Python and JavaScript guests into `out_dir`, all at once (each
+/// build takes ~15 s), skipping those whose sources did not change since the
+/// last build. Returns (constant name, component path).
+fn build_interpreted(root: &Path, out_dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    fs::create_dir_all(out_dir).expect("create the interpreted guests' directory");
+    let python_sdk = root.join("plugin-sdk/python");
+    let js_sdk = root.join("plugin-sdk/js");
+    if !js_sdk
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        panic!(
+            "the JavaScript guests need componentize-js, which is not installed; run\n    \
+             npm ci --prefix plugin-sdk/js\n(from the repo root; needs Node 20+)"
+        );
+    }
+    let mut running = Vec::new();
+    let mut built = Vec::new();
+    for &(name, lang, dir) in INTERPRETED_GUESTS {
+        let src = root.join(dir);
+        let output = out_dir.join(format!("{}.wasm", name.to_lowercase()));
+        let sdk = match lang {
+            Lang::Python => &python_sdk,
+            Lang::Js => &js_sdk,
+        };
+        let stamp = output.with_extension("fingerprint");
+        let fingerprint = fingerprint(&[&src, sdk, &root.join("wit")]);
+        built.push((name, output.clone()));
+        if output.is_file() && fs::read_to_string(&stamp).ok() == Some(fingerprint.clone()) {
+            continue;
+        }
+        let mut command = match lang {
+            Lang::Python => {
+                let python = env::var_os("CAIRN_PYTHON").unwrap_or_else(|| "python3".into());
+                let mut command = Command::new(python);
+                command.arg(python_sdk.join("build.py"));
+                command
+            }
+            Lang::Js => {
+                let mut command = Command::new("node");
+                command.arg(js_sdk.join("build.mjs"));
+                command
+            }
+        };
+        command.arg(&src).arg("-o").arg(&output);
+        let child = command.spawn().unwrap_or_else(|err| match lang {
+            Lang::Python => panic!(
+                "cannot run python3 to build {dir} ({err}); install Python 3.10+ and then\n    \
+                 pip install -r plugin-sdk/python/requirements.txt"
+            ),
+            Lang::Js => panic!("cannot run node to build {dir} ({err}); install Node 20+"),
+        });
+        running.push((dir, lang, child, stamp, fingerprint));
+    }
+    for (dir, lang, mut child, stamp, fingerprint) in running {
+        let status = child.wait().expect("wait for a guest build");
+        if !status.success() {
+            let install = match lang {
+                Lang::Python => "pip install -r plugin-sdk/python/requirements.txt",
+                Lang::Js => "npm ci --prefix plugin-sdk/js",
+            };
+            panic!("building {dir} failed (see above); is its toolchain installed? ({install})");
+        }
+        fs::write(stamp, fingerprint).expect("write a guest's fingerprint");
+    }
+    built
+}
+
+/// A digest of every source file under `dirs` (paths and contents), so an
+/// unchanged guest is not rebuilt.
+fn fingerprint(dirs: &[&Path]) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    fn walk(dir: &Path, hasher: &mut DefaultHasher) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let lossy = name.to_string_lossy();
+            if lossy.starts_with('.')
+                || ["target", "node_modules", "__pycache__"].contains(&&*lossy)
+            {
+                continue;
+            }
+            let path = entry.path();
+            hasher.write(path.to_string_lossy().as_bytes());
+            if path.is_dir() {
+                walk(&path, hasher);
+            } else if let Ok(bytes) = fs::read(&path) {
+                hasher.write(&bytes);
+            }
+        }
+    }
+    let mut hasher = DefaultHasher::new();
+    for dir in dirs {
+        walk(dir, &mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
 }

@@ -1,11 +1,12 @@
 //! The change under validation as the host holds it: documents with their
 //! before/after bytes and media type, the checkpoint, observed metrics, and
-//! loading all of that from a directory.
+//! loading all of that from a directory or a JSON bundle file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// How a document differs between before and after.
@@ -89,17 +90,19 @@ pub struct Change {
 /// Why a change could not be read from disk.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: neither `before/` nor `after/` exists; a change directory holds one or both")]
+    #[error("{}: neither `before/` nor `after/` exists; a change directory holds one or both", path.display())]
     Empty { path: PathBuf },
-    #[error("{path}: not valid UTF-8 path under the change directory")]
+    #[error("{}: not a valid UTF-8 path under the change directory", path.display())]
     NonUtf8Path { path: PathBuf },
-    #[error("{path}: invalid metrics file: {source}")]
+    #[error("{}: invalid change bundle: {message}", path.display())]
+    Bundle { path: PathBuf, message: String },
+    #[error("{}: invalid metrics file (expected a JSON object of metric name to number): {source}", path.display())]
     Metrics {
         path: PathBuf,
         #[source]
@@ -120,6 +123,89 @@ impl Change {
                 .collect(),
             metrics,
         }
+    }
+
+    /// Reads a change from a directory (see [`Change::from_dir`]) or a JSON
+    /// bundle file (see [`Change::from_bundle`]).
+    pub fn load(path: &Path) -> Result<Change, ChangeError> {
+        if path.is_dir() {
+            Change::from_dir(path)
+        } else {
+            Change::from_bundle(path)
+        }
+    }
+
+    /// Reads a change bundle: one JSON file holding every document,
+    ///
+    /// ```json
+    /// {"documents": [{"path": "workflows/a.json", "before": "{...}", "after": "{...}"},
+    ///                {"path": "logo.png", "after-base64": "iVBORw0..."}],
+    ///  "metrics": {"error-rate": 0.01}}
+    /// ```
+    ///
+    /// `before`/`after` hold text, `before-base64`/`after-base64` bytes; a
+    /// missing side means added or deleted. `media-type` overrides the one
+    /// guessed from the extension.
+    pub fn from_bundle(path: &Path) -> Result<Change, ChangeError> {
+        let text = fs::read(path).map_err(|source| ChangeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bundle: Bundle = serde_json::from_slice(&text).map_err(|err| ChangeError::Bundle {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        let invalid = |message: String| ChangeError::Bundle {
+            path: path.to_owned(),
+            message,
+        };
+        let mut documents = Vec::new();
+        let mut seen = BTreeSet::new();
+        for doc in bundle.documents {
+            if !seen.insert(doc.path.clone()) {
+                return Err(invalid(format!("document {:?} appears twice", doc.path)));
+            }
+            let side = |text: Option<String>, b64: Option<String>, which: &str| match (text, b64) {
+                (Some(_), Some(_)) => Err(invalid(format!(
+                    "document {:?} has both `{which}` and `{which}-base64`",
+                    doc.path
+                ))),
+                (Some(text), None) => Ok(Some(text.into_bytes())),
+                (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                    .decode(encoded.as_bytes())
+                    .map(Some)
+                    .map_err(|err| {
+                        invalid(format!("document {:?}: `{which}-base64`: {err}", doc.path))
+                    }),
+                (None, None) => Ok(None),
+            };
+            let before = side(doc.before, doc.before_base64, "before")?;
+            let after = side(doc.after, doc.after_base64, "after")?;
+            if before.is_none() && after.is_none() {
+                return Err(invalid(format!(
+                    "document {:?} has neither before nor after",
+                    doc.path
+                )));
+            }
+            let mut document = Document::new(doc.path, before, after);
+            if let Some(media_type) = doc.media_type {
+                document.media_type = media_type;
+            }
+            documents.push(document);
+        }
+        let metrics = bundle
+            .metrics
+            .into_iter()
+            .map(|(name, value)| Metric { name, value })
+            .collect();
+        Ok(Change::new(documents, metrics))
+    }
+
+    /// Replaces the metrics with those of a JSON file
+    /// (`{"error-rate": 0.01, ...}`).
+    pub fn with_metrics_file(mut self, path: &Path) -> Result<Change, ChangeError> {
+        self.metrics = read_metrics(path)?;
+        Ok(self)
     }
 
     /// Reads a change directory: `before/` and `after/` trees (either may be
@@ -146,18 +232,7 @@ impl Change {
         );
         let metrics_path = dir.join(METRICS_FILE);
         let metrics = if metrics_path.is_file() {
-            let text = fs::read(&metrics_path).map_err(|source| ChangeError::Io {
-                path: metrics_path.clone(),
-                source,
-            })?;
-            let map: BTreeMap<String, f64> =
-                serde_json::from_slice(&text).map_err(|source| ChangeError::Metrics {
-                    path: metrics_path,
-                    source,
-                })?;
-            map.into_iter()
-                .map(|(name, value)| Metric { name, value })
-                .collect()
+            read_metrics(&metrics_path)?
         } else {
             Vec::new()
         };
@@ -175,6 +250,42 @@ impl Change {
     pub fn paths(&self) -> BTreeSet<&str> {
         self.documents.keys().map(String::as_str).collect()
     }
+}
+
+/// Reads a metrics file: a JSON object of metric name to number.
+fn read_metrics(path: &Path) -> Result<Vec<Metric>, ChangeError> {
+    let text = fs::read(path).map_err(|source| ChangeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let map: BTreeMap<String, f64> =
+        serde_json::from_slice(&text).map_err(|source| ChangeError::Metrics {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(map
+        .into_iter()
+        .map(|(name, value)| Metric { name, value })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bundle {
+    documents: Vec<BundleDocument>,
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BundleDocument {
+    path: String,
+    media_type: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    before_base64: Option<String>,
+    after_base64: Option<String>,
 }
 
 /// Reads every regular file under `root` keyed by its `/`-separated path
@@ -245,6 +356,47 @@ mod tests {
         assert_eq!(doc(Some("1"), None), DocumentStatus::Deleted);
         assert_eq!(doc(Some("1"), Some("1")), DocumentStatus::Unchanged);
         assert_eq!(doc(Some("1"), Some("2")), DocumentStatus::Modified);
+    }
+
+    #[test]
+    fn bundle_holds_text_and_base64_documents_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("change.json");
+        fs::write(
+            &path,
+            r#"{"documents": [
+                {"path": "a.json", "before": "{}", "after": "{\"a\": 1}"},
+                {"path": "logo.bin", "after-base64": "AAEC/w==", "media-type": "image/png"}],
+               "metrics": {"error-rate": 0.25}}"#,
+        )
+        .unwrap();
+        let change = Change::load(&path).unwrap();
+        let logo = change.document("logo.bin").unwrap();
+        assert_eq!(logo.after.as_deref(), Some(&[0u8, 1, 2, 255][..]));
+        assert_eq!(
+            (logo.media_type.as_str(), logo.status()),
+            ("image/png", DocumentStatus::Added)
+        );
+        assert_eq!(
+            change.document("a.json").unwrap().status(),
+            DocumentStatus::Modified
+        );
+        assert_eq!(change.metrics[0].value, 0.25);
+
+        fs::write(
+            &path,
+            r#"{"documents": [{"path": "x", "before": "a", "before-base64": "YQ=="}]}"#,
+        )
+        .unwrap();
+        let err = Change::load(&path).unwrap_err().to_string();
+        assert!(err.contains("both `before` and `before-base64`"), "{err}");
+        fs::write(&path, r#"{"documents": [{"path": "x"}]}"#).unwrap();
+        assert!(
+            Change::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("neither before nor after")
+        );
     }
 
     #[test]

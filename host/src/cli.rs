@@ -1,68 +1,76 @@
-//! The command line: argument parsing, running the library, printing reports
-//! and mapping every result to a documented exit code.
+//! The command line: argument parsing, running the library, printing
+//! reports, and mapping every result to a documented exit code.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sha2::{Digest, Sha256};
 
+use crate::check::{CheckpointResult, run_checkpoint};
+use crate::plan::{CheckpointEntry, GateRules, Plan, PluginEntry, ValidatorEntry};
+use crate::report::{self, CheckReport, RenderOptions};
 use crate::{
-    CallOutcome, CallReport, Change, Checkpoint, Limits, OnError, Outcome, Runtime, RuntimeConfig,
-    ValidatorRun, Verdict, run_validators,
+    CallOutcome, Change, CompileCache, Limits, OnError, Outcome, Plugin, Runtime, RuntimeConfig,
 };
 
 /// Exit codes of `cairn`, stable for pipelines.
 pub mod exit {
-    /// Every validator passed (warnings allowed).
+    /// Every gate passed (warnings allowed unless `fail-on-warn`).
     pub const PASS: u8 = 0;
-    /// At least one validator failed, or was stopped and its `on-error`
-    /// policy is `fail`.
+    /// A gate failed.
     pub const FAIL: u8 = 1;
-    /// No failure, but at least one validator was inconclusive.
+    /// A gate warned and `fail-on-warn` is set.
+    pub const WARN: u8 = 2;
+    /// A gate was inconclusive (and nothing failed).
     pub const INCONCLUSIVE: u8 = 3;
     /// The command line was wrong.
     pub const USAGE: u8 = 64;
-    /// An input (the change directory, a config value) could not be read.
-    pub const INVALID_INPUT: u8 = 65;
-    /// A plugin could not be loaded (bad wasm, wrong world, digest mismatch).
-    pub const PLUGIN_LOAD: u8 = 66;
-    /// cairn itself failed (engine, cache, runtime).
+    /// The plan is invalid (the message names file, line and column).
+    pub const INVALID_PLAN: u8 = 65;
+    /// The change, a metrics file or a config could not be read.
+    pub const INVALID_INPUT: u8 = 66;
+    /// A plugin could not be built or loaded (bad wasm, wrong world, digest
+    /// mismatch).
+    pub const PLUGIN_LOAD: u8 = 67;
+    /// cairn itself failed (engine, cache, runtime, writing the report).
     pub const INTERNAL: u8 = 70;
 }
 
-const ABOUT: &str = "Run sandboxed WebAssembly validators against a change.";
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   every gate passed (warnings allowed unless fail-on-warn)
+  1   a gate failed
+  2   a gate warned and fail-on-warn is set
+  3   a gate was inconclusive (and nothing failed)
+  64  wrong command line
+  65  invalid plan (the message names file:line:column)
+  66  the change, metrics or a config could not be read
+  67  a plugin could not be built or loaded (bad wasm, wrong world, sha256 mismatch)
+  70  internal error";
 
 const LONG_ABOUT: &str = "\
-cairn runs WebAssembly plugins (validators built against the cairn:plugin WIT
-contract, in any language) against a no-code change, each in a fresh sandbox
-with a deadline, a memory cap and no access to files, env, network or clocks.
+cairn gates risky no-code changes at the checkpoints of a rollout. At each
+checkpoint it runs WebAssembly validator plugins (built against the
+cairn:plugin WIT contract, in any language), each in a fresh sandbox with a
+deadline, a memory cap and no access to files, env, network or clocks, and
+decides the gate from their verdicts.
 
 A change is a directory with `before/` and `after/` trees (either may be
-missing) and an optional `metrics.json` ({\"error-rate\": 0.01, ...}).";
+missing) and an optional `metrics.json`, or a JSON bundle file.
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0   every validator passed (warnings allowed)
-  1   a validator failed, or was stopped with on-error = fail
-  3   no failure, but a validator was inconclusive
-  64  wrong command line
-  65  the change or a config could not be read
-  66  a plugin could not be loaded
-  70  internal error
-
-Examples:
-  cairn validate plugins --change examples/changes/risky-edit
-  cairn validate no_deletes.wasm --change DIR --config '{\"allow\": [\"legacy/*\"]}' --format json
-  cairn plugin info plugins/no-deletes";
+Start with `cairn check --help`; `cairn validate` runs plugins without a plan.";
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(name = "cairn", version, about = "Gate no-code changes with sandboxed WebAssembly validators.", long_about = LONG_ABOUT, after_help = EXIT_CODES)]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    /// CAIRN_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -70,7 +78,8 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
 
-    /// Do not read or write the on-disk compile cache.
+    /// Do not read or write the on-disk compile cache
+    /// ($CAIRN_CACHE_DIR, else $XDG_CACHE_HOME/cairn, else ~/.cache/cairn).
     #[arg(long, global = true)]
     no_cache: bool,
 
@@ -86,20 +95,128 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one or more validators against a change and report their verdicts.
+    /// Run a plan's checkpoints on a change and decide their gates.
+    #[command(long_about = CHECK_ABOUT, after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// Run plugins on a change without a plan (one ad-hoc checkpoint).
+    #[command(after_help = EXIT_CODES)]
     Validate(ValidateArgs),
-    /// Work with plugin files.
+    /// Pin the sha256 of every plugin in the plan, so CI runs exactly the
+    /// reviewed binaries.
+    #[command(long_about = LOCK_ABOUT)]
+    Lock(LockArgs),
+    /// Inspect, test and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
 
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Load a plugin and show its world, contract version, digest and info().
-    Info {
-        /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
-        plugin: PathBuf,
-    },
+const CHECK_ABOUT: &str = "\
+Run a plan's checkpoints on a change and decide their gates.
+
+Without --checkpoint, every checkpoint runs in plan order and the run stops
+at the first gate that does not pass, as a rollout would. With --checkpoint,
+only the named checkpoints run. The validators of a checkpoint run
+concurrently.
+
+Examples:
+  cairn check --plan cairn.toml --change changes/orders
+  cairn check --plan cairn.toml --checkpoint canary --change changes/orders \\
+      --metrics observed.json --change-id CHG-1042
+  cairn check --plan cairn.toml --change DIR --format sarif --output cairn.sarif
+  cairn check --plan cairn.toml --change DIR --format github   # in GitHub Actions";
+
+const LOCK_ABOUT: &str = "\
+Pin the sha256 of every plugin in the plan.
+
+Writes `sha256 = \"...\"` into each [plugins.NAME] table (keeping the rest of
+the file as it is). Plugins given as Cargo projects are built first and their
+component is pinned. With --check, nothing is written: the command fails
+(exit 1) if a pin is missing or stale, for use in CI.";
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The plan file (TOML).
+    #[arg(long, value_name = "FILE")]
+    plan: PathBuf,
+
+    /// The change: a directory with before/ and/or after/, or a JSON bundle.
+    #[arg(long, value_name = "PATH")]
+    change: PathBuf,
+
+    /// Run only this checkpoint (repeat for several; default: all, in order,
+    /// stopping at the first gate that does not pass).
+    #[arg(long = "checkpoint", value_name = "NAME")]
+    checkpoints: Vec<String>,
+
+    /// Run every selected checkpoint even after a gate stops the rollout.
+    #[arg(long)]
+    keep_going: bool,
+
+    /// Observed metrics (JSON object of name to number); replaces the
+    /// change's own metrics.json.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+
+    /// Identifier of the change, passed to the validators.
+    #[arg(long, default_value = "local")]
+    change_id: String,
+
+    /// Warnings fail the gate (exit code 2), whatever the plan says.
+    #[arg(long)]
+    fail_on_warn: bool,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Report format. Default: human; with --output, taken from the file
+    /// extension (.json, .xml → junit, .sarif).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+
+    /// Write the report to FILE; the human summary still goes to stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Prefix for document paths in sarif and github reports, so they point
+    /// at files in your repository (e.g. changes/orders/after/).
+    #[arg(long, value_name = "PREFIX")]
+    path_prefix: Option<String>,
+
+    /// Colour in the human report.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Human,
+    Json,
+    Junit,
+    Sarif,
+    Github,
+}
+
+impl From<FormatArg> for report::Format {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Human => report::Format::Human,
+            FormatArg::Json => report::Format::Json,
+            FormatArg::Junit => report::Format::Junit,
+            FormatArg::Sarif => report::Format::Sarif,
+            FormatArg::Github => report::Format::Github,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorArg {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -110,16 +227,15 @@ struct ValidateArgs {
     #[arg(required = true, value_name = "PLUGIN")]
     plugins: Vec<PathBuf>,
 
-    /// The change directory (with `before/` and/or `after/`).
-    #[arg(long)]
+    /// The change: a directory with before/ and/or after/, or a JSON bundle.
+    #[arg(long, value_name = "PATH")]
     change: PathBuf,
 
     /// Config handed to every plugin: JSON text, or @FILE to read it.
     #[arg(long, default_value = "{}")]
     config: String,
 
-    /// Refuse to load a plugin whose sha256 differs (one value per plugin,
-    /// in order).
+    /// Refuse to load a plugin whose sha256 differs (one per plugin, in order).
     #[arg(long = "sha256", value_name = "HEX")]
     sha256: Vec<String>,
 
@@ -139,6 +255,10 @@ struct ValidateArgs {
     #[arg(long, default_value = "local")]
     change_id: String,
 
+    /// Observed metrics (JSON object of name to number).
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+
     #[command(flatten)]
     limits: LimitArgs,
 
@@ -146,9 +266,12 @@ struct ValidateArgs {
     #[arg(long, value_enum, default_value_t = OnErrorArg::Fail)]
     on_error: OnErrorArg,
 
-    /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    /// Warnings fail the gate (exit code 2).
+    #[arg(long)]
+    fail_on_warn: bool,
+
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -161,7 +284,7 @@ struct LimitArgs {
     #[arg(long, default_value_t = 64)]
     memory_mb: u64,
 
-    /// CPU budget per call in fuel units (enables fuel metering).
+    /// CPU budget per call in fuel units (turns fuel metering on).
     #[arg(long)]
     fuel: Option<u64>,
 
@@ -172,18 +295,6 @@ struct LimitArgs {
     /// Cap on findings per verdict.
     #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_FINDINGS)]
     max_findings: usize,
-}
-
-impl LimitArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            timeout: Duration::from_millis(self.timeout_ms),
-            memory_bytes: self.memory_mb.saturating_mul(1 << 20),
-            fuel: self.fuel,
-            output_bytes: self.output_bytes,
-            max_findings: self.max_findings,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -203,10 +314,26 @@ impl From<OnErrorArg> for OnError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Human,
-    Json,
+#[derive(Debug, Args)]
+struct LockArgs {
+    /// The plan file (TOML) to pin.
+    #[arg(long, value_name = "FILE")]
+    plan: PathBuf,
+
+    /// Only verify that every pin is present and current; write nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Show a plugin's world, contract version, info(), imports, size,
+    /// sha256 and whether it is in the compile cache.
+    #[command(visible_alias = "info")]
+    Inspect {
+        /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
+        plugin: PathBuf,
+    },
 }
 
 /// An error with the exit code it maps to.
@@ -216,8 +343,13 @@ struct Exit {
     error: anyhow::Error,
 }
 
-fn fail_with(code: u8) -> impl FnOnce(anyhow::Error) -> Exit {
-    move |error| Exit { code, error }
+impl Exit {
+    fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Exit {
+            code,
+            error: error.into(),
+        }
+    }
 }
 
 /// Entry point of the binary.
@@ -266,34 +398,129 @@ fn init_logging(verbose: u8, format: LogFormat) {
 }
 
 fn run(cli: Cli) -> Result<u8, Exit> {
-    let fuel_metering =
-        matches!(&cli.command, Command::Validate(args) if args.limits.fuel.is_some());
-    let config = RuntimeConfig {
-        cache_dir: if cli.no_cache {
-            None
-        } else {
-            crate::CompileCache::default_dir()
-        },
-        fuel_metering,
-        ..RuntimeConfig::default()
-    };
-    let runtime = Runtime::new(config)
-        .context("cannot start the plugin runtime")
-        .map_err(fail_with(exit::INTERNAL))?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .map_err(fail_with(exit::INTERNAL))?;
+        .map_err(|err| Exit::new(exit::INTERNAL, err))?;
+    let runtime = |fuel_metering: bool| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: if cli.no_cache {
+                None
+            } else {
+                CompileCache::default_dir()
+            },
+            fuel_metering,
+            ..RuntimeConfig::default()
+        })
+        .context("cannot start the plugin runtime")
+        .map_err(|err| Exit::new(exit::INTERNAL, err))
+    };
     match cli.command {
-        Command::Validate(args) => tokio.block_on(validate(&runtime, args)),
-        Command::Plugin(PluginCommand::Info { plugin }) => {
-            tokio.block_on(plugin_info(&runtime, &plugin))
+        Command::Check(args) => {
+            let plan = Plan::load(&args.plan).map_err(|err| Exit::new(exit::INVALID_PLAN, err))?;
+            let runtime = runtime(plan.needs_fuel())?;
+            tokio.block_on(check(&runtime, plan, args))
+        }
+        Command::Validate(args) => {
+            let runtime = runtime(args.limits.fuel.is_some())?;
+            let plan = ad_hoc_plan(&args)?;
+            let check_args = CheckArgs {
+                plan: PathBuf::from("(command line)"),
+                change: args.change,
+                checkpoints: Vec::new(),
+                keep_going: false,
+                metrics: args.metrics,
+                change_id: args.change_id,
+                fail_on_warn: args.fail_on_warn,
+                output: args.output,
+            };
+            tokio.block_on(check(&runtime, plan, check_args))
+        }
+        Command::Lock(args) => {
+            let plan = Plan::load(&args.plan).map_err(|err| Exit::new(exit::INVALID_PLAN, err))?;
+            let runtime = runtime(false)?;
+            lock(&runtime, &plan, &args)
+        }
+        Command::Plugin(PluginCommand::Inspect { plugin }) => {
+            let runtime = runtime(false)?;
+            tokio.block_on(inspect(&runtime, &plugin))
         }
     }
 }
 
-fn read_config(config: &str) -> Result<String> {
+/// The plan `cairn validate` runs: one checkpoint with every plugin given.
+fn ad_hoc_plan(args: &ValidateArgs) -> Result<Plan, Exit> {
+    if !args.sha256.is_empty() && args.sha256.len() != args.plugins.len() {
+        return Err(Exit::new(
+            exit::USAGE,
+            anyhow!(
+                "--sha256 was given {} times for {} plugins; give one per plugin, in order",
+                args.sha256.len(),
+                args.plugins.len()
+            ),
+        ));
+    }
+    let config = read_config(&args.config).map_err(|err| Exit::new(exit::INVALID_INPUT, err))?;
+    let limits = Limits {
+        timeout: Duration::from_millis(args.limits.timeout_ms),
+        memory_bytes: args.limits.memory_mb.saturating_mul(1 << 20),
+        fuel: args.limits.fuel,
+        output_bytes: args.limits.output_bytes,
+        max_findings: args.limits.max_findings,
+    };
+    let files = component_files(&args.plugins)?;
+    if !args.sha256.is_empty() && files.len() != args.plugins.len() {
+        return Err(Exit::new(
+            exit::USAGE,
+            anyhow!("--sha256 pins need one .wasm file per pin, not a workspace directory"),
+        ));
+    }
+    let mut plugins = BTreeMap::new();
+    let mut validators = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        let stem = file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let mut name = stem.clone();
+        let mut n = 2;
+        while plugins.contains_key(&name) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        plugins.insert(
+            name.clone(),
+            PluginEntry {
+                name: name.clone(),
+                path: file.clone(),
+                sha256: args.sha256.get(index).cloned(),
+                limits,
+                on_error: args.on_error.into(),
+            },
+        );
+        validators.push(ValidatorEntry {
+            name: name.clone(),
+            plugin: name,
+            advisory: false,
+            config: config.clone(),
+        });
+    }
+    Ok(Plan {
+        path: PathBuf::from("(command line)"),
+        plugins,
+        checkpoints: vec![CheckpointEntry {
+            name: args.checkpoint.clone(),
+            index: 0,
+            environment: args.environment.clone(),
+            rollout_percent: args.rollout_percent,
+            rules: GateRules::default(),
+            validators,
+        }],
+    })
+}
+
+fn read_config(config: &str) -> anyhow::Result<String> {
     let text = match config.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {path}"))?,
@@ -303,85 +530,13 @@ fn read_config(config: &str) -> Result<String> {
     Ok(text)
 }
 
-async fn validate(runtime: &Runtime, args: ValidateArgs) -> Result<u8, Exit> {
-    if !args.sha256.is_empty() && args.sha256.len() != args.plugins.len() {
-        return Err(Exit {
-            code: exit::USAGE,
-            error: anyhow::anyhow!(
-                "--sha256 was given {} times for {} plugins; give one per plugin, in order",
-                args.sha256.len(),
-                args.plugins.len()
-            ),
-        });
-    }
-    let config = read_config(&args.config).map_err(fail_with(exit::INVALID_INPUT))?;
-    let change = Change::from_dir(&args.change)
-        .with_context(|| format!("cannot read change {}", args.change.display()))
-        .map_err(fail_with(exit::INVALID_INPUT))?;
-    let limits = args.limits.limits();
-    let plugins = plugin_files(&args.plugins)?;
-    if !args.sha256.is_empty() && plugins.len() != args.plugins.len() {
-        return Err(Exit {
-            code: exit::USAGE,
-            error: anyhow::anyhow!(
-                "--sha256 pins need one .wasm file per pin, not a workspace directory"
-            ),
-        });
-    }
-    let mut runs = Vec::new();
-    for (index, path) in plugins.iter().enumerate() {
-        let pin = args.sha256.get(index).map(String::as_str);
-        let plugin = runtime
-            .load_file(path, pin)
-            .map_err(|err| fail_with(exit::PLUGIN_LOAD)(err.into()))?;
-        runs.push(ValidatorRun {
-            plugin,
-            config: config.clone(),
-            limits,
-        });
-    }
-    let at = Checkpoint {
-        name: args.checkpoint,
-        index: 0,
-        environment: args.environment,
-        rollout_percent: args.rollout_percent,
-        change_id: args.change_id,
-    };
-    let change = Arc::new(change);
-    let reports = run_validators(runs, Arc::clone(&change), &at).await;
-    let on_error = OnError::from(args.on_error);
-    let outcome = combined_outcome(&reports, on_error);
-    match args.format {
-        Format::Human => print!(
-            "{}",
-            human_report(&at, &change, &reports, on_error, outcome)
-        ),
-        Format::Json => {
-            let json = serde_json::json!({
-                "checkpoint": at,
-                "outcome": outcome,
-                "validators": reports,
-            });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            );
-        }
-    }
-    Ok(match outcome {
-        Outcome::Pass | Outcome::Warn => exit::PASS,
-        Outcome::Fail => exit::FAIL,
-        Outcome::Inconclusive => exit::INCONCLUSIVE,
-    })
-}
-
-/// Plugin component files: `.wasm` paths as given, Cargo projects built.
-fn plugin_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Exit> {
+/// Component files: `.wasm` paths as given, Cargo projects built first.
+fn component_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Exit> {
     let mut files = Vec::new();
     for path in paths {
         if crate::source::is_cargo_project(path) {
             let built = crate::source::build_cargo_project(path)
-                .map_err(|err| fail_with(exit::PLUGIN_LOAD)(err.into()))?;
+                .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
             files.extend(built);
         } else {
             files.push(path.clone());
@@ -390,158 +545,321 @@ fn plugin_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Exit> {
     Ok(files)
 }
 
-/// The worst outcome of all validators: fail > inconclusive > warn > pass.
-fn combined_outcome(reports: &[CallReport<Verdict>], on_error: OnError) -> Outcome {
-    let rank = |outcome: Outcome| match outcome {
-        Outcome::Pass => 0,
-        Outcome::Warn => 1,
-        Outcome::Inconclusive => 2,
-        Outcome::Fail => 3,
-    };
-    reports
-        .iter()
-        .map(|report| report.effective_outcome(on_error))
-        .max_by_key(|outcome| rank(*outcome))
-        .unwrap_or(Outcome::Pass)
+/// The component file of a plan plugin (building a Cargo project).
+fn plugin_file(entry: &PluginEntry) -> Result<PathBuf, Exit> {
+    let files = component_files(std::slice::from_ref(&entry.path))?;
+    match files.as_slice() {
+        [file] => Ok(file.clone()),
+        _ => Err(Exit::new(
+            exit::PLUGIN_LOAD,
+            anyhow!(
+                "plugin `{}`: {} builds {} components; point `path` at one plugin crate",
+                entry.name,
+                entry.path.display(),
+                files.len()
+            ),
+        )),
+    }
 }
 
-fn human_report(
-    at: &Checkpoint,
-    change: &Change,
-    reports: &[CallReport<Verdict>],
-    on_error: OnError,
-    outcome: Outcome,
-) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let documents = change.documents().count();
-    let _ = writeln!(
-        out,
-        "checkpoint {} ({} document{})",
-        at.name,
-        documents,
-        if documents == 1 { "" } else { "s" }
-    );
-    let width = reports.iter().map(|r| r.plugin.len()).max().unwrap_or(0);
-    for report in reports {
-        let effective = report.effective_outcome(on_error);
-        let ms = report.elapsed.as_secs_f64() * 1000.0;
-        let detail = match &report.outcome {
-            CallOutcome::Completed(verdict) => {
-                let mut detail = format!("{} finding(s)", verdict.findings.len());
-                if verdict.findings_dropped > 0 {
-                    let _ = write!(detail, " (+{} dropped)", verdict.findings_dropped);
-                }
-                if let Some(summary) = &verdict.summary {
-                    let _ = write!(detail, ": {summary}");
-                }
-                detail
-            }
-            CallOutcome::Refused(reason) => format!("plugin error: {reason}"),
-            CallOutcome::Stopped(failure) => failure.to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "  {:<12} {:<width$}  {:>8.1} ms  {}",
-            effective.to_string().to_uppercase(),
-            report.plugin,
-            ms,
-            detail
+/// Loads the named plugins, with a spinner while one compiles cold.
+fn load_plugins<'a>(
+    runtime: &Runtime,
+    plan: &Plan,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<BTreeMap<String, Plugin>, Exit> {
+    let mut loaded = BTreeMap::new();
+    for name in names {
+        if loaded.contains_key(name) {
+            continue;
+        }
+        let entry = &plan.plugins[name];
+        let file = plugin_file(entry)?;
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("plugin `{name}`: cannot read {}", file.display()))
+            .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let spinner = (!runtime.is_compiled(&sha256)).then(|| {
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.set_message(format!(
+                "compiling plugin {name} ({:.1} MB, first use; cached afterwards)",
+                bytes.len() as f64 / 1e6
+            ));
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            spinner
+        });
+        let plugin = runtime.load_bytes(name, &bytes, entry.sha256.as_deref());
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        let plugin = plugin
+            .with_context(|| format!("cannot load plugin `{name}` from {}", file.display()))
+            .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
+        if plugin.world() != crate::World::Validator {
+            return Err(Exit::new(
+                exit::PLUGIN_LOAD,
+                anyhow!(
+                    "plugin `{name}` ({}) is a {}, not a validator",
+                    file.display(),
+                    plugin.world()
+                ),
+            ));
+        }
+        loaded.insert(name.clone(), plugin);
+    }
+    Ok(loaded)
+}
+
+async fn check(runtime: &Runtime, plan: Plan, args: CheckArgs) -> Result<u8, Exit> {
+    let selected: Vec<&CheckpointEntry> = if args.checkpoints.is_empty() {
+        plan.checkpoints.iter().collect()
+    } else {
+        let mut selected = Vec::new();
+        for name in &args.checkpoints {
+            let entry = plan.checkpoint(name).ok_or_else(|| {
+                let known: Vec<&str> = plan.checkpoints.iter().map(|c| c.name.as_str()).collect();
+                Exit::new(
+                    exit::USAGE,
+                    anyhow!(
+                        "the plan has no checkpoint `{name}` (it has: {})",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            selected.push(entry);
+        }
+        selected
+    };
+    let (format, output) = output_format(&args.output)?;
+    let mut change = Change::load(&args.change)
+        .with_context(|| format!("cannot read the change {}", args.change.display()))
+        .map_err(|err| Exit::new(exit::INVALID_INPUT, err))?;
+    if let Some(metrics) = &args.metrics {
+        change = change
+            .with_metrics_file(metrics)
+            .map_err(|err| Exit::new(exit::INVALID_INPUT, err))?;
+    }
+    let change = Arc::new(change);
+    let plugins = load_plugins(
+        runtime,
+        &plan,
+        selected
+            .iter()
+            .flat_map(|c| c.validators.iter().map(|v| &v.plugin)),
+    )?;
+
+    let mut results: Vec<CheckpointResult> = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in selected {
+        if results.last().is_some_and(|r| !r.decision.passed()) && !args.keep_going {
+            skipped.push(entry.name.clone());
+            continue;
+        }
+        let mut entry = entry.clone();
+        entry.rules.fail_on_warn |= args.fail_on_warn;
+        results.push(
+            run_checkpoint(
+                &plan,
+                &entry,
+                &plugins,
+                Arc::clone(&change),
+                &args.change_id,
+            )
+            .await,
         );
     }
-    let mut by_document: std::collections::BTreeMap<&str, Vec<(&str, &crate::Finding)>> =
-        Default::default();
-    for report in reports {
-        if let CallOutcome::Completed(verdict) = &report.outcome {
-            for finding in &verdict.findings {
-                let document = finding
-                    .location
-                    .as_ref()
-                    .map(|l| l.document.as_str())
-                    .unwrap_or("(change)");
-                by_document
-                    .entry(document)
-                    .or_default()
-                    .push((report.plugin.as_str(), finding));
-            }
-        }
-    }
-    for (document, findings) in by_document {
-        let _ = writeln!(out, "\n{document}");
-        for (plugin, finding) in findings {
-            let position = finding
-                .location
-                .as_ref()
-                .map(location_text)
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {:<7} {:<28} {}{}  [{plugin}]",
-                finding.severity.to_string(),
-                finding.rule,
-                position,
-                finding.message
-            );
-            if let Some(hint) = &finding.hint {
-                let _ = writeln!(out, "          hint: {hint}");
-            }
-        }
-    }
-    let _ = writeln!(out, "\nresult: {}", outcome.to_string().to_uppercase());
-    out
-}
-
-/// `"/steps/1 7:72  "`: the pointer and line:column a finding points at.
-fn location_text(location: &crate::Location) -> String {
-    let mut parts = Vec::new();
-    if let Some(pointer) = &location.pointer {
-        parts.push(pointer.clone());
-    }
-    match (location.line, location.column) {
-        (Some(line), Some(column)) => parts.push(format!("{line}:{column}")),
-        (Some(line), None) => parts.push(format!("line {line}")),
-        _ => {}
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{}  ", parts.join(" "))
-    }
-}
-
-async fn plugin_info(runtime: &Runtime, path: &Path) -> Result<u8, Exit> {
-    let files = plugin_files(&[path.to_owned()])?;
-    let [file] = files.as_slice() else {
-        return Err(Exit {
-            code: exit::USAGE,
-            error: anyhow::anyhow!("{} holds {} plugins; name one", path.display(), files.len()),
-        });
+    let report = CheckReport {
+        plan: args.plan.clone(),
+        change: args.change.clone(),
+        checkpoints: results,
+        skipped,
     };
+    let color = match args.output.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let options = RenderOptions {
+        color,
+        path_prefix: args.output.path_prefix.clone(),
+    };
+    match &output {
+        Some(path) => {
+            std::fs::write(path, report::render(&report, format, &options))
+                .with_context(|| format!("cannot write the report to {}", path.display()))
+                .map_err(|err| Exit::new(exit::INTERNAL, err))?;
+            print!(
+                "{}",
+                report::render(&report, report::Format::Human, &options)
+            );
+        }
+        None => print!("{}", report::render(&report, format, &options)),
+    }
+    Ok(exit_code(&report))
+}
+
+/// The exit code for a report: the first gate that stopped the rollout.
+fn exit_code(report: &CheckReport) -> u8 {
+    match report.stopped_at().map(|c| c.decision.outcome) {
+        None | Some(Outcome::Pass) => exit::PASS,
+        Some(Outcome::Fail) => exit::FAIL,
+        Some(Outcome::Warn) => exit::WARN,
+        Some(Outcome::Inconclusive) => exit::INCONCLUSIVE,
+    }
+}
+
+/// The report format and where it goes (`None`: stdout).
+fn output_format(args: &OutputArgs) -> Result<(report::Format, Option<PathBuf>), Exit> {
+    let format = match (args.format, &args.output) {
+        (Some(format), _) => format.into(),
+        (None, None) => report::Format::Human,
+        (None, Some(path)) => match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => report::Format::Json,
+            Some("xml") => report::Format::Junit,
+            Some("sarif") => report::Format::Sarif,
+            _ => {
+                return Err(Exit::new(
+                    exit::USAGE,
+                    anyhow!(
+                        "cannot tell the report format from {}; add --format json|junit|sarif|github|human",
+                        path.display()
+                    ),
+                ));
+            }
+        },
+    };
+    Ok((format, args.output.clone()))
+}
+
+fn lock(runtime: &Runtime, plan: &Plan, args: &LockArgs) -> Result<u8, Exit> {
+    let text = std::fs::read_to_string(&args.plan)
+        .with_context(|| format!("cannot read {}", args.plan.display()))
+        .map_err(|err| Exit::new(exit::INVALID_PLAN, err))?;
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("cannot parse {}", args.plan.display()))
+        .map_err(|err| Exit::new(exit::INVALID_PLAN, err))?;
+    let mut stale = Vec::new();
+    for (name, entry) in &plan.plugins {
+        let file = plugin_file(entry)?;
+        // Loading proves the component is a usable plugin before pinning it.
+        let plugin = runtime
+            .load_file(&file, None)
+            .with_context(|| format!("cannot load plugin `{name}` from {}", file.display()))
+            .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
+        let digest = plugin.sha256().to_owned();
+        if entry.sha256.as_deref() == Some(digest.as_str()) {
+            println!("{name}: {digest} (unchanged)");
+            continue;
+        }
+        println!(
+            "{name}: {digest} ({})",
+            if entry.sha256.is_some() {
+                "was different"
+            } else {
+                "new pin"
+            }
+        );
+        stale.push(name.clone());
+        let table = document
+            .get_mut("plugins")
+            .and_then(|plugins| plugins.get_mut(name.as_str()))
+            .and_then(|plugin| plugin.as_table_like_mut())
+            .ok_or_else(|| {
+                Exit::new(
+                    exit::INVALID_PLAN,
+                    anyhow!("cannot find [plugins.{name}] in {}", args.plan.display()),
+                )
+            })?;
+        table.insert("sha256", toml_edit::value(digest));
+    }
+    if args.check {
+        if stale.is_empty() {
+            println!("every pin is current");
+            return Ok(exit::PASS);
+        }
+        eprintln!(
+            "{} pin(s) missing or stale: {}; run `cairn lock --plan {}`",
+            stale.len(),
+            stale.join(", "),
+            args.plan.display()
+        );
+        return Ok(exit::FAIL);
+    }
+    if !stale.is_empty() {
+        std::fs::write(&args.plan, document.to_string())
+            .with_context(|| format!("cannot write {}", args.plan.display()))
+            .map_err(|err| Exit::new(exit::INTERNAL, err))?;
+        println!(
+            "pinned {} plugin(s) in {}",
+            stale.len(),
+            args.plan.display()
+        );
+    }
+    Ok(exit::PASS)
+}
+
+async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, Exit> {
+    let files = component_files(&[path.to_owned()])?;
+    let [file] = files.as_slice() else {
+        return Err(Exit::new(
+            exit::USAGE,
+            anyhow!("{} holds {} plugins; name one", path.display(), files.len()),
+        ));
+    };
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let cached = runtime.is_compiled(&sha256);
+    let name = file
+        .file_stem()
+        .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
     let plugin = runtime
-        .load_file(file, None)
-        .map_err(|err| fail_with(exit::PLUGIN_LOAD)(err.into()))?;
+        .load_bytes(&name, &bytes, None)
+        .with_context(|| format!("cannot load {}", file.display()))
+        .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
     let report = plugin.info(&Limits::default()).await;
-    println!("plugin:    {}", path.display());
+    println!("file:        {}", file.display());
     println!(
-        "world:     {} (cairn:plugin@{})",
+        "world:       {} (cairn:plugin@{})",
         plugin.world(),
         plugin.wit_version()
     );
-    println!("sha256:    {}", plugin.sha256());
-    println!("size:      {} bytes", plugin.size());
-    println!("compiled:  {:?}", plugin.cache_status());
+    println!("sha256:      {}", plugin.sha256());
+    println!("size:        {} bytes", plugin.size());
+    println!(
+        "cache:       {}",
+        match (cached, runtime.compile_cache()) {
+            (true, _) => "compiled (in the compile cache)".to_owned(),
+            (false, Some(cache)) => format!(
+                "not cached before this run (now in {})",
+                cache.dir().display()
+            ),
+            (false, None) => "compile cache disabled".to_owned(),
+        }
+    );
+    println!("imports:");
+    for import in plugin.imports() {
+        println!("  {import}");
+    }
     match report.outcome {
         CallOutcome::Completed(info) => {
-            println!("name:      {}", info.name);
-            println!("version:   {}", info.version);
-            println!("about:     {}", info.description);
+            println!("name:        {}", info.name);
+            println!("version:     {}", info.version);
+            println!("description: {}", info.description);
+            if let Some(schema) = info.config_schema {
+                println!("config schema:\n{schema}");
+            }
             Ok(exit::PASS)
         }
-        CallOutcome::Refused(reason) => Err(fail_with(exit::PLUGIN_LOAD)(anyhow::anyhow!(
-            "info() refused: {reason}"
-        ))),
-        CallOutcome::Stopped(failure) => Err(fail_with(exit::PLUGIN_LOAD)(anyhow::anyhow!(
-            "info() was stopped: {failure}"
-        ))),
+        CallOutcome::Refused(reason) => Err(Exit::new(
+            exit::PLUGIN_LOAD,
+            anyhow!("info() refused: {reason}"),
+        )),
+        CallOutcome::Stopped(failure) => Err(Exit::new(
+            exit::PLUGIN_LOAD,
+            anyhow!("info() was stopped: {failure}"),
+        )),
     }
 }

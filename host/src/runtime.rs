@@ -181,6 +181,17 @@ impl Runtime {
         }
     }
 
+    /// Whether a component with this sha256 loads without compiling (it is
+    /// in memory or in the disk cache).
+    pub fn is_compiled(&self, wasm_sha256: &str) -> bool {
+        let in_memory = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(wasm_sha256);
+        in_memory || self.cache.as_ref().is_some_and(|c| c.contains(wasm_sha256))
+    }
+
     /// Loads a plugin from a `.wasm` file; its name is the file stem.
     /// `sha256_pin`, when given, must match the file's digest.
     pub fn load_file(&self, path: &Path, sha256_pin: Option<&str>) -> Result<Plugin, LoadError> {

@@ -33,12 +33,12 @@ pub fn is_cargo_project(path: &Path) -> bool {
 
 /// Builds the Cargo project at `dir` in release mode for [`PLUGIN_TARGET`]
 /// and returns the components it produced: the package's own, or, for a
-/// workspace root, those of every member. Cargo's progress goes to stderr.
+/// workspace root, those of every member. Cargo's errors go to stderr.
 pub fn build_cargo_project(dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let manifest = dir.join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["build", "--release", "--target", PLUGIN_TARGET])
+        .args(["build", "--quiet", "--release", "--target", PLUGIN_TARGET])
         .args(["--message-format", "json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(&manifest)

@@ -90,11 +90,11 @@ fn json_report_carries_outcome_verdicts_and_failure_kinds() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(report["outcome"], "fail");
-    let validator = &report["validators"][0];
+    let validator = &report["checkpoints"][0]["validators"][0];
     assert_eq!(validator["plugin"], "fixture");
-    assert_eq!(validator["outcome"]["status"], "stopped");
-    assert_eq!(validator["outcome"]["detail"]["kind"], "timeout");
-    assert!(validator["elapsed_us"].as_u64().unwrap() >= 100_000);
+    assert_eq!(validator["status"], "stopped");
+    assert_eq!(validator["failure"]["kind"], "timeout");
+    assert!(validator["elapsed-ms"].as_f64().unwrap() >= 100.0);
 }
 
 #[test]
@@ -148,14 +148,14 @@ fn inconclusive_verdict_exits_3_and_an_ignored_refusal_passes() {
 }
 
 #[test]
-fn unloadable_plugin_exits_66_with_the_cause() {
+fn unloadable_plugin_exits_67_with_the_cause() {
     let out = cairn(&[
         "validate",
         guests::CLI_COMMAND,
         "--change",
         &example("safe-edit"),
     ]);
-    assert_eq!(out.status.code(), Some(66));
+    assert_eq!(out.status.code(), Some(67));
     assert!(
         stderr(&out).contains("exports no cairn interface"),
         "{}",
@@ -171,19 +171,19 @@ fn unloadable_plugin_exits_66_with_the_cause() {
         "--change",
         &example("safe-edit"),
     ]);
-    assert_eq!(out.status.code(), Some(66));
+    assert_eq!(out.status.code(), Some(67));
     assert!(stderr(&out).contains("sha256 mismatch"), "{}", stderr(&out));
 }
 
 #[test]
-fn unreadable_change_or_config_exits_65() {
+fn unreadable_change_or_config_exits_66() {
     let out = cairn(&[
         "validate",
         guests::NO_DELETES,
         "--change",
         "/nonexistent/change",
     ]);
-    assert_eq!(out.status.code(), Some(65));
+    assert_eq!(out.status.code(), Some(66));
     assert!(
         stderr(&out).contains("/nonexistent/change"),
         "{}",
@@ -198,7 +198,7 @@ fn unreadable_change_or_config_exits_65() {
         "--config",
         "{not json",
     ]);
-    assert_eq!(out.status.code(), Some(65));
+    assert_eq!(out.status.code(), Some(66));
     assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
 }
 
@@ -216,13 +216,21 @@ fn wrong_command_line_exits_64_and_help_exits_0() {
 }
 
 #[test]
-fn plugin_info_shows_world_version_digest_and_info() {
-    let out = cairn(&["plugin", "info", guests::NO_DELETES]);
+fn plugin_inspect_shows_world_version_digest_imports_cache_and_info() {
+    let out = cairn(&["plugin", "inspect", guests::NO_DELETES]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(
-        text.contains("world:     validator (cairn:plugin@0.1.0)"),
+        text.contains("world:       validator (cairn:plugin@0.1.0)"),
         "{text}"
     );
-    assert!(text.contains("name:      no-deletes"), "{text}");
+    assert!(text.contains("name:        no-deletes"), "{text}");
+    assert!(
+        text.contains("cairn:plugin/change@0.1.0"),
+        "imports are listed: {text}"
+    );
+    assert!(text.contains("config schema:"), "{text}");
+    // The first inspect compiled it into the shared cache; the next says so.
+    let again = stdout(&cairn(&["plugin", "info", guests::NO_DELETES]));
+    assert!(again.contains("compiled (in the compile cache)"), "{again}");
 }

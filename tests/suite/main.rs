@@ -16,3 +16,9 @@ mod roundtrip;
 mod checkpoint;
 // The `cairn` command line: reports and exit codes.
 mod cli;
+// `cairn check` with plans: gates, every report format, lock, the example plan.
+mod plans;
+// The bundled validators: every golden case of every plugin, and the default limits on 1 MB.
+mod validators;
+// Python and JavaScript plugins: cross-language conformance, limits, fault injection.
+mod languages;

@@ -49,7 +49,9 @@ impl Validator for NoDeletes {
                         .hint("deleting a live definition is irreversible; disable it first, or add the path to `allow`"),
                 );
             } else if doc.is_modified()
-                && change.after(&doc.path).is_some_and(|after| after.iter().all(u8::is_ascii_whitespace))
+                && change
+                    .after(&doc.path)
+                    .is_some_and(|after| after.iter().all(u8::is_ascii_whitespace))
             {
                 findings.push(
                     Finding::warning("no-deletes/emptied", format!("{} is emptied", doc.path))

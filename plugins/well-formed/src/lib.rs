@@ -32,13 +32,19 @@ impl Validator for WellFormed {
             checked += 1;
             if let Some((message, line, column)) = error {
                 findings.push(
-                    Finding::error("well-formed/syntax", format!("{} does not parse: {message}", doc.path))
-                        .at(&doc.path)
-                        .line(line, Some(column)),
+                    Finding::error(
+                        "well-formed/syntax",
+                        format!("{} does not parse: {message}", doc.path),
+                    )
+                    .at(&doc.path)
+                    .line(line, Some(column)),
                 );
             }
         }
-        let summary = format!("{checked} document(s) checked, {} malformed", findings.len());
+        let summary = format!(
+            "{checked} document(s) checked, {} malformed",
+            findings.len()
+        );
         Ok(Verdict::from_findings(findings).with_summary(summary))
     }
 }
@@ -47,16 +53,29 @@ fn json_error(text: &str) -> Option<(String, u32, u32)> {
     let err = serde_json::from_str::<serde_json::Value>(text).err()?;
     let message = err.to_string();
     // serde_json appends " at line L column C"; keep only the cause.
-    let cause = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let cause = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
     Some((cause, clamp(err.line()), clamp(err.column())))
 }
 
 fn toml_error(text: &str) -> Option<(String, u32, u32)> {
     let err = text.parse::<toml::Table>().err()?;
-    let offset = err.span().map(|span| span.start).unwrap_or(0).min(text.len());
+    let offset = err
+        .span()
+        .map(|span| span.start)
+        .unwrap_or(0)
+        .min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     Some((err.message().to_owned(), clamp(line), clamp(column)))
 }
 

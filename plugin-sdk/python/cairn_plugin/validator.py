@@ -1,0 +1,189 @@
+"""The validator side of the SDK: typed access to the change, builders for
+findings and verdicts, and ``export_validator``.
+
+A validator is any object with ``info() -> PluginInfo`` and
+``validate(change, at, config) -> Verdict``::
+
+    from cairn_plugin import plugin_info
+    from cairn_plugin.validator import Change, Checkpoint, error, export_validator, verdict
+
+    class NoEmptyDocuments:
+        def info(self):
+            return plugin_info("no-empty-documents", "0.1.0", "Fails on empty documents")
+
+        def validate(self, change: Change, at: Checkpoint, config: str):
+            findings = [
+                error("empty/document", f"{doc.path} is empty", document=doc.path)
+                for doc in change.documents()
+                if change.after(doc.path) == b""
+            ]
+            return verdict(findings)
+
+    Validation = export_validator(NoEmptyDocuments())
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Protocol
+
+from componentize_py_types import Err
+from wit_world.imports import change as _change
+from wit_world.imports import types as _types
+
+from . import PluginInfo, Refusal
+
+Checkpoint = _types.Checkpoint
+Finding = _types.Finding
+Location = _types.Location
+Outcome = _types.Outcome
+Severity = _types.Severity
+Verdict = _types.Verdict
+DocStatus = _change.DocStatus
+Metric = _change.Metric
+
+
+@dataclass
+class Document:
+    """One document of the change."""
+
+    path: str
+    """Relative, ``/``-separated path (``workflows/orders.json``)."""
+    media_type: str
+    """``application/json``, ``application/yaml``, ``application/toml``,
+    ``text/plain`` or ``application/octet-stream``."""
+    status: DocStatus
+
+    @property
+    def is_added(self) -> bool:
+        return self.status == DocStatus.ADDED
+
+    @property
+    def is_modified(self) -> bool:
+        return self.status == DocStatus.MODIFIED
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status == DocStatus.DELETED
+
+    @property
+    def is_json(self) -> bool:
+        return self.media_type == "application/json"
+
+
+class Change:
+    """The change under validation, read through the host (there is no
+    filesystem in the sandbox)."""
+
+    def documents(self) -> List[Document]:
+        """Every document of the change, sorted by path."""
+        return [Document(d.path, d.media_type, d.status) for d in _change.documents()]
+
+    def before(self, path: str) -> Optional[bytes]:
+        """Content before the change; ``None`` if added or unknown."""
+        return _change.before(path)
+
+    def after(self, path: str) -> Optional[bytes]:
+        """Content after the change; ``None`` if deleted or unknown."""
+        return _change.after(path)
+
+    def before_text(self, path: str) -> Optional[str]:
+        """Content before the change as text (invalid UTF-8 replaced)."""
+        data = self.before(path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def after_text(self, path: str) -> Optional[str]:
+        """Content after the change as text (invalid UTF-8 replaced)."""
+        data = self.after(path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def metrics(self) -> List[Metric]:
+        """Metrics observed for this checkpoint."""
+        return _change.metrics()
+
+    def metric(self, name: str) -> Optional[float]:
+        """The value of one metric, if it was observed."""
+        for metric in self.metrics():
+            if metric.name == name:
+                return metric.value
+        return None
+
+
+def finding(
+    rule: str,
+    severity: Severity,
+    message: str,
+    *,
+    document: Optional[str] = None,
+    pointer: Optional[str] = None,
+    line: Optional[int] = None,
+    column: Optional[int] = None,
+    hint: Optional[str] = None,
+) -> Finding:
+    """A finding; ``document`` (with an RFC 6901 ``pointer`` or a 1-based
+    ``line``/``column``) says where it points."""
+    location = None
+    if document is not None:
+        location = Location(document, pointer, line, column)
+    return Finding(rule, severity, message, location, hint)
+
+
+def error(rule: str, message: str, **where) -> Finding:
+    """An error finding (the verdict fails). Keywords as for ``finding``."""
+    return finding(rule, Severity.ERROR, message, **where)
+
+
+def warning(rule: str, message: str, **where) -> Finding:
+    """A warning finding (the verdict warns). Keywords as for ``finding``."""
+    return finding(rule, Severity.WARNING, message, **where)
+
+
+def info(rule: str, message: str, **where) -> Finding:
+    """An informational finding. Keywords as for ``finding``."""
+    return finding(rule, Severity.INFO, message, **where)
+
+
+def verdict(findings: List[Finding], summary: Optional[str] = None) -> Verdict:
+    """Outcome from the worst finding: any error fails, any warning warns,
+    otherwise (info or nothing) passes."""
+    severities = {f.severity for f in findings}
+    if Severity.ERROR in severities:
+        outcome = Outcome.FAIL
+    elif Severity.WARNING in severities:
+        outcome = Outcome.WARN
+    else:
+        outcome = Outcome.PASS
+    return Verdict(outcome, list(findings), summary)
+
+
+def inconclusive(summary: str) -> Verdict:
+    """The validator could not decide (a metric it needs is missing, ...)."""
+    return Verdict(Outcome.INCONCLUSIVE, [], summary)
+
+
+class ValidatorPlugin(Protocol):
+    def info(self) -> PluginInfo: ...
+
+    def validate(self, change: Change, at: Checkpoint, config: str) -> Verdict: ...
+
+
+def export_validator(plugin: ValidatorPlugin) -> type:
+    """The class componentize-py exports as ``validation``: assign it to a
+    module-level ``Validation`` in the app module."""
+
+    class Validation:
+        def info(self) -> PluginInfo:
+            return plugin.info()
+
+        def validate(self, at: Checkpoint, config: str) -> Verdict:
+            try:
+                return plugin.validate(Change(), at, config)
+            except Refusal as refusal:
+                raise Err(str(refusal))
+
+    return Validation
+
+
+__all__ = [
+    "Change", "Checkpoint", "DocStatus", "Document", "Finding", "Location", "Metric",
+    "Outcome", "Severity", "Verdict", "error", "export_validator", "finding",
+    "inconclusive", "info", "verdict", "warning",
+]

@@ -1,0 +1,452 @@
+//! Plugins written in Python and JavaScript: the secrets-scan check gives
+//! the same verdicts in Rust, Python and JavaScript on the shared corpus
+//! (`tests/conformance/`), the Python fault injector decides as documented,
+//! and hostile Python and JavaScript plugins are stopped with the exact
+//! failure kind, in time, after which the host still serves. Projects made
+//! by `cairn plugin new` build and pass their own samples.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use cairn_host::scaffold::{Kind, Lang, scaffold};
+use cairn_host::{
+    CallOutcome, CallReport, Change, Checkpoint, Document, FailureKind, Fault, Limits, Outcome,
+    Plugin, RequestInfo, Verdict,
+};
+use serde_json::{Value, json};
+
+use crate::util::{guests, verdict};
+
+/// Slack allowed past a deadline, as in `hostile.rs`: the deadline is
+/// checked every millisecond; the margin absorbs a loaded CI machine.
+const MARGIN: Duration = Duration::from_millis(250);
+
+/// Deadline of the hostile calls: long enough for an interpreter's
+/// instantiation (a few ms from the pooled copy-on-write image), short
+/// enough to keep the suite fast.
+const HOSTILE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The secrets-scan check in each language, under the same name.
+const SECRETS_SCANS: [(&str, &str); 3] = [
+    ("rust", guests::SECRETS_SCAN),
+    ("python", guests::SECRETS_SCAN_PY),
+    ("js", guests::SECRETS_SCAN_JS),
+];
+
+/// Loads each guest once per test binary: a Python or JS component takes
+/// seconds to compile on a cold cache, and concurrent tests would otherwise
+/// compile the same one several times.
+fn loaded(path: &'static str) -> Plugin {
+    static LOADED: Mutex<BTreeMap<&'static str, Arc<OnceLock<Plugin>>>> =
+        Mutex::new(BTreeMap::new());
+    let cell = Arc::clone(
+        LOADED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(path)
+            .or_default(),
+    );
+    cell.get_or_init(|| crate::util::load(path)).clone()
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/secrets-scan")
+}
+
+/// What a call answered, as the corpus writes it in `expected.json`.
+fn answer_as_json(report: &CallReport<Verdict>) -> Value {
+    match &report.outcome {
+        CallOutcome::Completed(verdict) => json!({
+            "outcome": verdict.outcome,
+            "summary": verdict.summary,
+            "findings": verdict.findings,
+        }),
+        CallOutcome::Refused(reason) => json!({ "refused": reason }),
+        CallOutcome::Stopped(failure) => json!({ "stopped": failure }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_scan_gives_the_expected_verdict_in_rust_python_and_js_on_every_corpus_case() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("read the conformance corpus")
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 5,
+        "the corpus has only {} cases",
+        cases.len()
+    );
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap_or_default().to_string_lossy();
+        let change = Arc::new(Change::from_dir(&case.join("change")).expect("read the change"));
+        let config =
+            std::fs::read_to_string(case.join("config.json")).unwrap_or_else(|_| "{}".to_string());
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(case.join("expected.json")).expect("read expected.json"),
+        )
+        .expect("expected.json is JSON");
+        for (lang, path) in SECRETS_SCANS {
+            let report = loaded(path)
+                .validate(
+                    Arc::clone(&change),
+                    &Checkpoint::default(),
+                    &config,
+                    &Limits::default(),
+                )
+                .await;
+            let got = answer_as_json(&report);
+            if got != expected {
+                mismatches.push(format!(
+                    "{name} ({lang}):\n  expected {expected}\n  got      {got}"
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_scan_describes_itself_identically_in_every_language() {
+    let mut infos = Vec::new();
+    for (lang, path) in SECRETS_SCANS {
+        let report = loaded(path).info(&Limits::default()).await;
+        match report.outcome {
+            CallOutcome::Completed(info) => infos.push((lang, info)),
+            other => panic!("{lang}: info() did not complete: {other:#?}"),
+        }
+    }
+    let (_, rust) = &infos[0];
+    assert_eq!(rust.name, "secrets-scan");
+    assert!(rust.config_schema.is_some());
+    for (lang, info) in &infos[1..] {
+        assert_eq!(info, rust, "{lang} differs from rust");
+    }
+}
+
+fn request(path: &str, sequence: u64, elapsed_ms: u64, active_faults: u32) -> RequestInfo {
+    RequestInfo {
+        method: "GET".into(),
+        path: path.into(),
+        headers: vec![("x-request-id".into(), sequence.to_string())],
+        sequence,
+        elapsed: Duration::from_millis(elapsed_ms),
+        active_faults,
+    }
+}
+
+async fn decide(request: &RequestInfo, config: &Value) -> CallOutcome<Fault> {
+    loaded(guests::FLAKY_UPSTREAM_PY)
+        .decide(request, &config.to_string(), &Limits::default())
+        .await
+        .outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fault_injector_fails_every_nth_matching_request_and_delays_the_rest() {
+    let config = json!({
+        "paths": ["/orders"], "error_every": 3, "status": 502, "delay_ms": 40, "warmup_ms": 1000,
+    });
+    let delayed = Fault::Delay {
+        duration: Duration::from_millis(40),
+    };
+    let failed = Fault::Error {
+        status: 502,
+        body: Some("injected by cairn flaky-upstream".into()),
+    };
+    let cases = [
+        (request("/orders/1", 0, 5_000, 0), delayed.clone(), "first"),
+        (request("/orders/1", 1, 5_000, 0), delayed, "second"),
+        (request("/orders/1", 2, 5_000, 0), failed, "third fails"),
+        (request("/users/1", 2, 5_000, 0), Fault::None, "other path"),
+        (request("/orders/1", 2, 500, 0), Fault::None, "warming up"),
+        (
+            request("/orders/1", 2, 5_000, 5),
+            Fault::None,
+            "blast radius",
+        ),
+    ];
+    for (request, expected, why) in cases {
+        assert_eq!(
+            decide(&request, &config).await,
+            CallOutcome::Completed(expected),
+            "{why}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fault_injector_refuses_an_invalid_config() {
+    let outcome = decide(&request("/", 0, 0, 0), &json!({ "status": 42 })).await;
+    assert_eq!(
+        outcome,
+        CallOutcome::Refused("invalid config: status must be within 100..=999".into())
+    );
+}
+
+/// A change no secrets-scan objects to.
+fn clean_change() -> Arc<Change> {
+    Arc::new(Change::new(
+        [Document::new(
+            "deploy/app.yaml",
+            None,
+            Some(b"password: ${secret:db}\n".to_vec()),
+        )],
+        Vec::new(),
+    ))
+}
+
+async fn run_hostile(path: &'static str, mode: &str, limits: &Limits) -> CallReport<Verdict> {
+    loaded(path)
+        .validate(
+            clean_change(),
+            &Checkpoint::default(),
+            &json!({ "mode": mode }).to_string(),
+            limits,
+        )
+        .await
+}
+
+/// Right after a hostile call, the same hostile plugin (in a fresh store)
+/// and the same language's secrets-scan both pass.
+async fn assert_language_still_serves(hostile: &'static str, scan: &'static str) {
+    let again = run_hostile(hostile, "behave", &Limits::default()).await;
+    assert_eq!(verdict(&again).outcome, Outcome::Pass, "{again:#?}");
+    let next = loaded(scan)
+        .validate(
+            clean_change(),
+            &Checkpoint::default(),
+            "{}",
+            &Limits::default(),
+        )
+        .await;
+    assert_eq!(verdict(&next).outcome, Outcome::Pass, "{next:#?}");
+}
+
+async fn assert_stopped(
+    hostile: &'static str,
+    scan: &'static str,
+    mode: &str,
+    kind: FailureKind,
+    limits: Limits,
+) -> cairn_host::Failure {
+    let report = run_hostile(hostile, mode, &limits).await;
+    assert_eq!(report.failure_kind(), Some(kind), "{mode}: {report:#?}");
+    assert!(
+        report.elapsed <= limits.timeout + MARGIN,
+        "{mode} ran {:?}, past its {:?} deadline + {MARGIN:?}",
+        report.elapsed,
+        limits.timeout
+    );
+    assert_language_still_serves(hostile, scan).await;
+    match report.outcome {
+        CallOutcome::Stopped(failure) => failure,
+        _ => unreachable!("kind checked above"),
+    }
+}
+
+fn with_timeout(timeout: Duration) -> Limits {
+    Limits {
+        timeout,
+        ..Limits::default()
+    }
+}
+
+const HOSTILE: [(&str, &str, &str); 2] = [
+    ("python", guests::HOSTILE_PY, guests::SECRETS_SCAN_PY),
+    ("js", guests::HOSTILE_JS, guests::SECRETS_SCAN_JS),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_infinite_loops_are_stopped_at_their_deadline() {
+    for (lang, hostile, scan) in HOSTILE {
+        let failure = assert_stopped(
+            hostile,
+            scan,
+            "loop",
+            FailureKind::Timeout,
+            with_timeout(HOSTILE_TIMEOUT),
+        )
+        .await;
+        assert!(failure.message.contains("500 ms"), "{lang}: {failure}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_sleeps_are_cut_at_their_deadline_not_before() {
+    for (lang, hostile, scan) in HOSTILE {
+        let limits = with_timeout(HOSTILE_TIMEOUT);
+        let report = run_hostile(hostile, "sleep", &limits).await;
+        assert_eq!(
+            report.failure_kind(),
+            Some(FailureKind::Timeout),
+            "{lang}: {report:#?}"
+        );
+        assert!(
+            report.elapsed >= limits.timeout && report.elapsed <= limits.timeout + MARGIN,
+            "{lang}: ran {:?}",
+            report.elapsed
+        );
+        assert_language_still_serves(hostile, scan).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_short_sleeps_really_sleep_and_complete() {
+    for (lang, hostile, _) in HOSTILE {
+        let report = run_hostile(hostile, "nap", &Limits::default()).await;
+        assert_eq!(
+            verdict(&report).summary.as_deref(),
+            Some("woke up"),
+            "{lang}"
+        );
+        assert!(
+            report.elapsed >= Duration::from_millis(100),
+            "{lang}: a 100 ms sleep took {:?}",
+            report.elapsed
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_memory_bombs_hit_the_memory_limit() {
+    for (lang, hostile, scan) in HOSTILE {
+        let limits = Limits {
+            memory_bytes: 48 << 20,
+            ..with_timeout(Duration::from_secs(5))
+        };
+        let failure =
+            assert_stopped(hostile, scan, "alloc", FailureKind::MemoryLimit, limits).await;
+        assert!(
+            failure.message.contains(&(48u64 << 20).to_string()),
+            "{lang}: {failure}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trivial_python_and_js_plugins_fit_the_default_memory_limit() {
+    for (lang, hostile, _) in HOSTILE {
+        let report = run_hostile(hostile, "behave", &Limits::default()).await;
+        assert_eq!(verdict(&report).outcome, Outcome::Pass, "{lang}");
+        assert!(
+            report.peak_memory_bytes < Limits::default().memory_bytes / 2,
+            "{lang} peaked at {} bytes",
+            report.peak_memory_bytes
+        );
+    }
+}
+
+/// Builds a scaffolded project the way its README says, and returns the
+/// component. The Python and JS toolchains are there: the test build needs
+/// them too.
+fn build_scaffolded(lang: Lang, project: &Path) -> PathBuf {
+    let crate_name = project
+        .file_name()
+        .expect("project dir has a name")
+        .to_string_lossy()
+        .replace('-', "_");
+    match lang {
+        Lang::Rust => {
+            // The wasm guests' target dir already holds the SDK's compiled
+            // dependencies.
+            let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-guests");
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--target", "wasm32-wasip2"])
+                .current_dir(project)
+                .env("CARGO_TARGET_DIR", &target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "the generated Rust project builds");
+            target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"))
+        }
+        Lang::Python | Lang::Js => {
+            let status = std::process::Command::new(project.join("build.sh"))
+                .status()
+                .expect("run build.sh");
+            assert!(status.success(), "the generated {lang} project builds");
+            project.join(format!("target/{crate_name}.wasm"))
+        }
+    }
+}
+
+/// Runs a generated validator on each of its sample changes and checks the
+/// outcome its `expected.json` names.
+async fn assert_samples_pass(plugin: &Plugin, project: &Path) {
+    for case in ["clean", "empty-document"] {
+        let dir = project.join("samples").join(case);
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
+        )
+        .expect("JSON");
+        let change = Arc::new(Change::from_dir(&dir.join("change")).expect("sample change"));
+        let report = plugin
+            .validate(change, &Checkpoint::default(), "{}", &Limits::default())
+            .await;
+        assert_eq!(
+            json!(verdict(&report).outcome),
+            expected["outcome"],
+            "{case}: {report:#?}"
+        );
+    }
+}
+
+/// Decides each sample request of a generated fault injector and checks the
+/// expected fault.
+async fn assert_fault_samples_pass(plugin: &Plugin, project: &Path) {
+    let samples: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(project.join("samples/requests.json")).expect("requests.json"),
+    )
+    .expect("JSON");
+    for sample in samples {
+        let request = request(
+            sample["path"].as_str().expect("path"),
+            sample["sequence"].as_u64().expect("sequence"),
+            0,
+            0,
+        );
+        let report = plugin.decide(&request, "{}", &Limits::default()).await;
+        let expected = match sample["expected"]["fault"].as_str() {
+            Some("delay") => Fault::Delay {
+                duration: Duration::from_millis(
+                    sample["expected"]["duration_ms"].as_u64().expect("ms"),
+                ),
+            },
+            _ => Fault::None,
+        };
+        assert_eq!(report.outcome, CallOutcome::Completed(expected), "{sample}");
+    }
+}
+
+async fn assert_scaffold_builds_and_passes(lang: Lang, kind: Kind) {
+    let dest = tempfile::tempdir().expect("temp dir");
+    let name = format!("new-{lang}-{}", kind.as_str());
+    let project = scaffold(&name, lang, kind, dest.path()).expect("scaffolds");
+    let wasm = build_scaffolded(lang, &project);
+    let plugin = cairn_tests::runtime()
+        .load_file(&wasm, None)
+        .expect("the generated plugin loads");
+    match kind {
+        Kind::Validator => assert_samples_pass(&plugin, &project).await,
+        Kind::FaultInjector => assert_fault_samples_pass(&plugin, &project).await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_rust_plugins_build_and_pass_their_samples() {
+    assert_scaffold_builds_and_passes(Lang::Rust, Kind::Validator).await;
+    assert_scaffold_builds_and_passes(Lang::Rust, Kind::FaultInjector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_python_and_js_validators_build_and_pass_their_samples() {
+    assert_scaffold_builds_and_passes(Lang::Python, Kind::Validator).await;
+    assert_scaffold_builds_and_passes(Lang::Js, Kind::Validator).await;
+}

@@ -1,0 +1,307 @@
+//! The bundled validators (schema, destructive-change, api-contract,
+//! retry-policy, slo-gate): every golden case under `plugins/<name>/cases`
+//! passes through the wasm plugin, every rule has a case that fires it, and
+//! each plugin finishes a ~1 MB document inside the default limits.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_host::golden::{self, CaseResult};
+use cairn_host::{CallOutcome, Change, Checkpoint, Document, Limits, Metric, Outcome};
+use serde_json::json;
+
+use crate::util::{guests, load};
+
+/// Each plugin with cases: (directory under `plugins/`, wasm guest, the
+/// rules its cases must fire).
+const PLUGINS: &[(&str, &str, &[&str])] = &[
+    (
+        "schema",
+        guests::SCHEMA,
+        &[
+            "schema/type",
+            "schema/required",
+            "schema/enum",
+            "schema/unparsable",
+            "schema/missing-schema",
+            "schema/invalid-schema",
+        ],
+    ),
+    (
+        "destructive-change",
+        guests::DESTRUCTIVE_CHANGE,
+        &[
+            "destructive/removed-document",
+            "destructive/removed-field",
+            "destructive/removed-item",
+            "destructive/type-narrowed",
+            "destructive/became-required",
+            "destructive/renamed",
+            "destructive/bulk-deletion",
+        ],
+    ),
+    (
+        "api-contract",
+        guests::API_CONTRACT,
+        &[
+            "api/removed-path",
+            "api/removed-operation",
+            "api/new-required-parameter",
+            "api/new-required-request-field",
+            "api/removed-response-field",
+            "api/retyped-response-field",
+            "api/narrowed-enum",
+            "api/changed-auth",
+            "api/added-path",
+            "api/added-response-field",
+        ],
+    ),
+    (
+        "retry-policy",
+        guests::RETRY_POLICY,
+        &[
+            "retry/missing-retry",
+            "retry/unbounded",
+            "retry/too-many-attempts",
+            "retry/no-backoff",
+            "retry/not-exponential",
+            "retry/zero-delay",
+            "retry/uncapped-backoff",
+            "retry/missing-timeout",
+            "retry/missing-idempotency-key",
+        ],
+    ),
+    (
+        "slo-gate",
+        guests::SLO_GATE,
+        &[
+            "slo/objective-met",
+            "slo/objective-warned",
+            "slo/objective-failed",
+            "slo/missing-metric",
+        ],
+    ),
+];
+
+fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins")
+}
+
+fn cases_dir(plugin: &str) -> PathBuf {
+    plugins_dir().join(plugin).join("cases")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_golden_case_of_every_bundled_validator_matches() {
+    let mut report = Vec::new();
+    let mut failed = 0;
+    for (name, guest, _) in PLUGINS {
+        let plugin = load(guest);
+        let results: Vec<CaseResult> =
+            golden::run_cases(&plugin, &cases_dir(name), &Limits::default())
+                .await
+                .unwrap_or_else(|err| panic!("cases of {name}: {err}"));
+        assert!(results.len() >= 2, "{name} has {} case(s)", results.len());
+        for result in results {
+            failed += usize::from(!result.passed());
+            report.push(format!("{name}: {result}"));
+        }
+    }
+    assert_eq!(
+        failed,
+        0,
+        "{failed} golden case(s) failed:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn every_plugin_with_cases_is_run_by_the_suite() {
+    let listed: BTreeSet<&str> = PLUGINS.iter().map(|(name, _, _)| *name).collect();
+    for entry in std::fs::read_dir(plugins_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().join("cases").is_dir() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                listed.contains(name.as_str()),
+                "plugins/{name}/cases is not run: add it to PLUGINS"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rule_has_a_case_that_fires_it_and_every_plugin_a_passing_case() {
+    for (name, _, rules) in PLUGINS {
+        let cases = golden::load_cases(&cases_dir(name)).unwrap();
+        let fired: BTreeSet<&str> = cases
+            .iter()
+            .flat_map(|case| case.expected.findings.iter().map(|f| f.rule.as_str()))
+            .collect();
+        for rule in *rules {
+            assert!(fired.contains(rule), "{name}: no case expects {rule}");
+        }
+        assert!(
+            cases
+                .iter()
+                .any(|case| case.expected.outcome == Some(Outcome::Pass)),
+            "{name}: no case where the change is fine"
+        );
+    }
+}
+
+/// A document of about this many bytes for the limits test: the issue's
+/// "1 MB document".
+const BIG_DOCUMENT_BYTES: usize = 1_000_000;
+
+/// A workflow of well-configured connector steps, about `bytes` long.
+fn big_workflow(bytes: usize) -> serde_json::Value {
+    let step = |i: usize| {
+        json!({"id": format!("step-{i}"), "connector": "crm", "operation": "updateContact",
+               "method": "PUT", "timeout_ms": 5000,
+               "retry": {"max_attempts": 3, "backoff": {"type": "exponential", "initial_delay_ms": 200, "max_delay_ms": 10000}},
+               "input": {"contact": format!("{{{{ trigger.contact_{i} }}}}")}})
+    };
+    let per_step = pretty(&json!({"steps": [step(0), step(1)]})).len() / 2;
+    json!({"name": "bulk-sync", "trigger": {"type": "schedule", "cron": "0 * * * *"},
+           "steps": (0..bytes / per_step).map(step).collect::<Vec<_>>()})
+}
+
+/// An OpenAPI document with enough paths to weigh about `bytes`.
+fn big_openapi(bytes: usize) -> serde_json::Value {
+    let item = json!({"get": {"parameters": [{"in": "query", "name": "limit", "schema": {"type": "integer"}}],
+        "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object",
+            "properties": {"id": {"type": "string"}, "total": {"type": "number"}, "status": {"type": "string", "enum": ["open", "paid"]}}}}}}}}});
+    let per_path = pretty(&json!({"paths": {"/resources-0/{id}": item}})).len();
+    let paths: serde_json::Map<String, serde_json::Value> = (0..bytes / per_path)
+        .map(|i| (format!("/resources-{i}/{{id}}"), item.clone()))
+        .collect();
+    json!({"openapi": "3.1.0", "info": {"title": "big", "version": "1"}, "paths": paths})
+}
+
+fn pretty(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).unwrap()
+}
+
+#[tokio::test]
+async fn each_bundled_validator_judges_a_1mb_document_inside_the_default_limits() {
+    let workflow = big_workflow(BIG_DOCUMENT_BYTES);
+    let mut trimmed = workflow.clone();
+    trimmed["steps"].as_array_mut().unwrap().pop();
+    let mut retyped = workflow.clone();
+    retyped["steps"][7]["retry"]["max_attempts"] = json!(-1);
+    let api = big_openapi(BIG_DOCUMENT_BYTES);
+    let mut api_after = api.clone();
+    api_after["paths"]
+        .as_object_mut()
+        .unwrap()
+        .remove("/resources-3/{id}");
+    let schema = json!({"type": "object", "required": ["name", "steps"],
+        "properties": {"steps": {"type": "array", "items": {"type": "object", "required": ["id", "connector"],
+            "properties": {"id": {"type": "string"}, "timeout_ms": {"type": "integer", "maximum": 4000}}}}}});
+
+    let runs: Vec<(&str, &str, Vec<Document>, String, &str)> = vec![
+        (
+            "schema",
+            guests::SCHEMA,
+            vec![Document::new(
+                "workflows/big.json",
+                None,
+                Some(pretty(&workflow)),
+            )],
+            json!({"schemas": [{"documents": ["workflows/*"], "schema": schema}]}).to_string(),
+            "schema/maximum",
+        ),
+        (
+            "destructive-change",
+            guests::DESTRUCTIVE_CHANGE,
+            vec![Document::new(
+                "workflows/big.json",
+                Some(pretty(&workflow)),
+                Some(pretty(&trimmed)),
+            )],
+            "{}".into(),
+            "destructive/removed-item",
+        ),
+        (
+            "api-contract",
+            guests::API_CONTRACT,
+            vec![Document::new(
+                "api/openapi.json",
+                Some(pretty(&api)),
+                Some(pretty(&api_after)),
+            )],
+            "{}".into(),
+            "api/removed-path",
+        ),
+        (
+            "retry-policy",
+            guests::RETRY_POLICY,
+            vec![Document::new(
+                "workflows/big.json",
+                Some(pretty(&workflow)),
+                Some(pretty(&retyped)),
+            )],
+            "{}".into(),
+            "retry/unbounded",
+        ),
+        (
+            "slo-gate",
+            guests::SLO_GATE,
+            vec![Document::new(
+                "workflows/big.json",
+                None,
+                Some(pretty(&workflow)),
+            )],
+            "{}".into(),
+            "slo/objective-met",
+        ),
+    ];
+    for (name, guest, documents, config, expected_rule) in runs {
+        let size: usize = documents
+            .iter()
+            .filter_map(|d| d.after.as_ref())
+            .map(Vec::len)
+            .sum();
+        assert!(
+            size >= BIG_DOCUMENT_BYTES * 9 / 10,
+            "{name}: document is only {size} bytes"
+        );
+        let metrics = ["error-rate", "latency-p99-ms", "cpu-saturation"]
+            .map(|name| Metric {
+                name: name.into(),
+                value: 0.001,
+            })
+            .to_vec();
+        let change = Arc::new(Change::new(documents, metrics));
+        let report = load(guest)
+            .validate(change, &Checkpoint::default(), &config, &Limits::default())
+            .await;
+        let CallOutcome::Completed(verdict) = &report.outcome else {
+            panic!(
+                "{name} did not complete on a 1 MB document: {:?}",
+                report.outcome
+            );
+        };
+        assert!(
+            verdict.findings.iter().any(|f| f.rule == expected_rule),
+            "{name}: expected a {expected_rule} finding, got {:?}",
+            verdict.findings.iter().map(|f| &f.rule).collect::<Vec<_>>()
+        );
+        assert!(
+            report.elapsed < Limits::default().timeout,
+            "{name} took {:?}",
+            report.elapsed
+        );
+        assert!(
+            report.peak_memory_bytes < Limits::default().memory_bytes,
+            "{name}"
+        );
+        eprintln!(
+            "{name}: {:?}, peak {} MiB",
+            report.elapsed,
+            report.peak_memory_bytes >> 20
+        );
+    }
+}
