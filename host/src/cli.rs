@@ -334,6 +334,59 @@ enum PluginCommand {
         /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
         plugin: PathBuf,
     },
+    /// Run a validator over golden cases and report each with a diff.
+    #[command(long_about = TEST_ABOUT)]
+    Test {
+        /// The validator: a component (.wasm) or a Rust plugin's Cargo project.
+        plugin: PathBuf,
+        /// Directory of cases, one sub-directory per case.
+        #[arg(long, value_name = "DIR")]
+        cases: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Create a plugin project that builds and passes its own sample case.
+    New {
+        /// Plugin name: lowercase letters, digits and dashes.
+        name: String,
+        #[arg(long, value_enum, default_value_t = LangArg::Rust)]
+        lang: LangArg,
+        #[arg(long, value_enum, default_value_t = KindArg::Validator)]
+        kind: KindArg,
+        /// Directory to create the project in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+const TEST_ABOUT: &str = "\
+Run a validator over golden cases and report each with a diff.
+
+Each case is a directory:
+  change/          the change (before/, after/, optional metrics.json)
+  config.json      optional plugin config (default {})
+  expected.json    {\"outcome\": \"fail\", \"findings\": [{\"rule\": \"...\",
+                   \"severity\": \"error\", \"document\": \"...\", \"pointer\": \"/a\",
+                   \"line\": 3}]}  -- or {\"refused\": true}
+
+Expected findings must match the actual ones one to one (order does not
+matter; each key given must be equal). Exit code 0 when every case passes,
+1 otherwise.
+
+Example:
+  cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LangArg {
+    Rust,
+    Python,
+    Js,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Validator,
+    FaultInjector,
 }
 
 /// An error with the exit code it maps to.
@@ -446,7 +499,102 @@ fn run(cli: Cli) -> Result<u8, Exit> {
             let runtime = runtime(false)?;
             tokio.block_on(inspect(&runtime, &plugin))
         }
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            cases,
+            limits,
+        }) => {
+            let runtime = runtime(limits.fuel.is_some())?;
+            tokio.block_on(test_cases(&runtime, &plugin, &cases, &limits.limits()))
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        }) => new_plugin(&name, lang, kind, &dir),
     }
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            memory_bytes: self.memory_mb.saturating_mul(1 << 20),
+            fuel: self.fuel,
+            output_bytes: self.output_bytes,
+            max_findings: self.max_findings,
+        }
+    }
+}
+
+fn single_component(path: &Path) -> Result<PathBuf, Exit> {
+    let files = component_files(&[path.to_owned()])?;
+    match files.as_slice() {
+        [file] => Ok(file.clone()),
+        _ => Err(Exit::new(
+            exit::USAGE,
+            anyhow!("{} holds {} plugins; name one", path.display(), files.len()),
+        )),
+    }
+}
+
+async fn test_cases(
+    runtime: &Runtime,
+    plugin: &Path,
+    cases: &Path,
+    limits: &Limits,
+) -> Result<u8, Exit> {
+    let file = single_component(plugin)?;
+    let plugin = runtime
+        .load_file(&file, None)
+        .with_context(|| format!("cannot load {}", file.display()))
+        .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;
+    let results = crate::golden::run_cases(&plugin, cases, limits)
+        .await
+        .map_err(|err| Exit::new(exit::INVALID_INPUT, err))?;
+    if results.is_empty() {
+        return Err(Exit::new(
+            exit::INVALID_INPUT,
+            anyhow!("no cases under {}", cases.display()),
+        ));
+    }
+    for result in &results {
+        println!("{result}");
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    println!(
+        "\n{}: {} cases, {failed} failed",
+        plugin.name(),
+        results.len()
+    );
+    Ok(if failed == 0 { exit::PASS } else { exit::FAIL })
+}
+
+fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8, Exit> {
+    use crate::scaffold::{Kind, Lang};
+    let lang = match lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+        LangArg::Js => Lang::Js,
+    };
+    let kind = match kind {
+        KindArg::Validator => Kind::Validator,
+        KindArg::FaultInjector => Kind::FaultInjector,
+    };
+    let project = crate::scaffold::scaffold(name, lang, kind, dir).map_err(|err| {
+        let code = match err {
+            crate::scaffold::ScaffoldError::Io { .. } => exit::INTERNAL,
+            _ => exit::USAGE,
+        };
+        Exit::new(code, err)
+    })?;
+    println!("created {} ({lang} {kind}) in {}", name, project.display());
+    println!(
+        "see {} for how to build and test it",
+        project.join("README.md").display()
+    );
+    Ok(exit::PASS)
 }
 
 /// The plan `cairn validate` runs: one checkpoint with every plugin given.
@@ -462,13 +610,7 @@ fn ad_hoc_plan(args: &ValidateArgs) -> Result<Plan, Exit> {
         ));
     }
     let config = read_config(&args.config).map_err(|err| Exit::new(exit::INVALID_INPUT, err))?;
-    let limits = Limits {
-        timeout: Duration::from_millis(args.limits.timeout_ms),
-        memory_bytes: args.limits.memory_mb.saturating_mul(1 << 20),
-        fuel: args.limits.fuel,
-        output_bytes: args.limits.output_bytes,
-        max_findings: args.limits.max_findings,
-    };
+    let limits = args.limits.limits();
     let files = component_files(&args.plugins)?;
     if !args.sha256.is_empty() && files.len() != args.plugins.len() {
         return Err(Exit::new(
@@ -800,13 +942,7 @@ fn lock(runtime: &Runtime, plan: &Plan, args: &LockArgs) -> Result<u8, Exit> {
 }
 
 async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, Exit> {
-    let files = component_files(&[path.to_owned()])?;
-    let [file] = files.as_slice() else {
-        return Err(Exit::new(
-            exit::USAGE,
-            anyhow!("{} holds {} plugins; name one", path.display(), files.len()),
-        ));
-    };
+    let file = &single_component(path)?;
     let bytes = std::fs::read(file)
         .with_context(|| format!("cannot read {}", file.display()))
         .map_err(|err| Exit::new(exit::PLUGIN_LOAD, err))?;

@@ -234,3 +234,115 @@ fn plugin_inspect_shows_world_version_digest_imports_cache_and_info() {
     let again = stdout(&cairn(&["plugin", "info", guests::NO_DELETES]));
     assert!(again.contains("compiled (in the compile cache)"), "{again}");
 }
+
+/// Writes one golden case for the no-deletes plugin.
+fn write_case(cases: &Path, name: &str, expected: &str) {
+    let case = cases.join(name);
+    std::fs::create_dir_all(case.join("change/before")).expect("mkdir");
+    std::fs::write(case.join("change/before/gone.json"), "{}").expect("write");
+    std::fs::write(case.join("expected.json"), expected).expect("write");
+}
+
+#[test]
+fn plugin_test_runs_golden_cases_and_shows_what_differs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = dir.path();
+    write_case(
+        cases,
+        "deletion-fails",
+        r#"{"outcome": "fail", "findings": [{"rule": "no-deletes/deleted", "document": "gone.json"}]}"#,
+    );
+    let cases_arg = cases.display().to_string();
+    let out = cairn(&["plugin", "test", guests::NO_DELETES, "--cases", &cases_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("ok   deletion-fails"),
+        "{}",
+        stdout(&out)
+    );
+
+    write_case(
+        cases,
+        "wrong-expectation",
+        r#"{"outcome": "pass", "findings": []}"#,
+    );
+    let out = cairn(&["plugin", "test", guests::NO_DELETES, "--cases", &cases_arg]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL wrong-expectation"), "{text}");
+    assert!(
+        text.contains("no-deletes/deleted"),
+        "the diff names the unexpected finding: {text}"
+    );
+    assert!(text.contains("2 cases, 1 failed"), "{text}");
+
+    std::fs::write(cases.join("wrong-expectation/expected.json"), "{oops").expect("write");
+    let out = cairn(&["plugin", "test", guests::NO_DELETES, "--cases", &cases_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(66),
+        "unreadable case: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("expected.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn plugin_new_scaffolds_a_project_and_rejects_bad_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().display().to_string();
+    let out = cairn(&[
+        "plugin", "new", "my-check", "--lang", "rust", "--dir", &dest,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.path().join("my-check/Cargo.toml").is_file());
+    assert!(
+        stdout(&out).contains("created my-check (rust validator)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cairn(&["plugin", "new", "My Check", "--dir", &dest]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("invalid plugin name"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cairn(&["plugin", "new", "my-check", "--dir", &dest]);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "an existing project is not overwritten"
+    );
+}
+
+#[test]
+fn plugin_logs_carry_the_plugin_and_checkpoint_names() {
+    let out = cairn(&[
+        "--log-format",
+        "json",
+        "-v",
+        "validate",
+        guests::FIXTURE,
+        "--change",
+        &example("safe-edit"),
+        "--checkpoint",
+        "canary-5",
+        "--config",
+        r#"{"mode": "log-flood"}"#,
+    ]);
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.contains("xxxxxxxx"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no plugin log line: {}", stderr(&out)));
+    let record: Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(record["fields"]["plugin"], "fixture", "{record}");
+    assert_eq!(record["span"]["checkpoint"], "canary-5", "{record}");
+}

@@ -62,7 +62,9 @@ impl Parsed {
                     let offset = json_locate(text, pointer)?;
                     return Some(position_of_offset(text, offset));
                 }
-                map.get_or_init(|| json_positions(text)).get(pointer).copied()
+                map.get_or_init(|| json_positions(text))
+                    .get(pointer)
+                    .copied()
             }
             Positions::Known(map) => map.get(pointer).copied(),
         }
@@ -431,6 +433,11 @@ pub fn parse_yaml(text: &str) -> Result<Parsed, ParseError> {
     })
 }
 
+/// Deepest YAML nesting accepted, as serde_json's own limit for JSON: the
+/// rules walk documents recursively, and a deeper one would exhaust the
+/// wasm stack.
+const MAX_YAML_DEPTH: usize = 128;
+
 /// Builds a `serde_json::Value` and the positions map from YAML events.
 #[derive(Default)]
 struct YamlBuilder {
@@ -564,6 +571,13 @@ impl MarkedEventReceiver for YamlBuilder {
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 if self.expects_key() {
                     self.error = Some("complex mapping keys are not supported".into());
+                    return;
+                }
+                if self.stack.len() >= MAX_YAML_DEPTH {
+                    self.error = Some(format!(
+                        "nested deeper than {MAX_YAML_DEPTH} levels (line {})",
+                        mark.line()
+                    ));
                     return;
                 }
                 self.enter_value(mark);
@@ -749,6 +763,23 @@ mod tests {
         assert_eq!(parsed.position("/retry/max"), Some((3, 3)));
         assert_eq!(parsed.position("/steps/1"), Some((9, 5)));
         assert_eq!(parsed.position("/steps/1/id"), Some((9, 5)));
+    }
+
+    #[test]
+    fn yaml_nested_past_the_limit_is_a_parse_error() {
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_YAML_DEPTH + 1),
+            "]".repeat(MAX_YAML_DEPTH + 1)
+        );
+        let err = parse_yaml(&deep).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{}", err.message);
+        let ok = format!(
+            "{}1{}",
+            "[".repeat(MAX_YAML_DEPTH),
+            "]".repeat(MAX_YAML_DEPTH)
+        );
+        assert!(parse_yaml(&ok).is_ok());
     }
 
     #[test]
