@@ -536,6 +536,33 @@ validators = [
     }
 
     #[test]
+    fn toml_syntax_error_is_located() {
+        let text = format!("{PLUGIN}[[checkpoint]]\nname = \"a\n");
+        let (line, column, _) = position(parse(&text).unwrap_err());
+        assert_eq!((line, column), (4, 10));
+    }
+
+    #[test]
+    fn same_validator_twice_needs_a_name() {
+        let text = format!(
+            "{PLUGIN}[[checkpoint]]\nname = \"a\"\nvalidators = [{{ plugin = \"p\" }}, {{ plugin = \"p\" }}]\n"
+        );
+        let (line, column, message) = position(parse(&text).unwrap_err());
+        assert_eq!((line, column), (5, 44));
+        assert!(
+            message.contains("appears twice; give one a `name`"),
+            "{message}"
+        );
+        let named = format!(
+            "{PLUGIN}[[checkpoint]]\nname = \"a\"\nvalidators = [{{ plugin = \"p\" }}, {{ plugin = \"p\", name = \"q\" }}]\n"
+        );
+        assert_eq!(
+            parse(&named).unwrap().checkpoints[0].validators[1].name,
+            "q"
+        );
+    }
+
+    #[test]
     fn plan_without_checkpoints_is_refused() {
         let (_, _, message) = position(parse(PLUGIN).unwrap_err());
         assert!(message.contains("no [[checkpoint]]"), "{message}");

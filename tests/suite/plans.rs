@@ -394,6 +394,22 @@ fn output_file_gets_the_report_and_stdout_the_human_summary() {
         Some(64),
         "unknown extension needs --format"
     );
+    let unwritable = dir
+        .path()
+        .join("no/such/dir/report.json")
+        .display()
+        .to_string();
+    let out = plan.check("safe-edit", &["--output", &unwritable]);
+    assert_eq!(
+        out.status.code(),
+        Some(70),
+        "a report that cannot be written is an internal error"
+    );
+    assert!(
+        text(&out.stderr).contains("cannot write the report"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
