@@ -573,3 +573,124 @@ fn every_subcommand_help_explains_itself() {
         );
     }
 }
+
+/// Runs the bundled plan on an example change; returns the exit code and
+/// the JSON report.
+fn example_check(change: &str, checkpoints: &[&str]) -> (Option<i32>, Value) {
+    let plan = repo().join("examples/cairn.toml").display().to_string();
+    let change = example_change(change);
+    let mut args = vec![
+        "check", "--plan", &plan, "--change", &change, "--format", "json",
+    ];
+    for checkpoint in checkpoints {
+        args.extend(["--checkpoint", checkpoint]);
+    }
+    let out = cairn(&args);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code(), report)
+}
+
+/// Every (rule, document, pointer) the report's findings point at.
+fn finding_locations(report: &Value) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for checkpoint in report["checkpoints"].as_array().into_iter().flatten() {
+        for validator in checkpoint["validators"].as_array().into_iter().flatten() {
+            for finding in validator["findings"].as_array().into_iter().flatten() {
+                let location = &finding["location"];
+                found.push((
+                    finding["rule"].as_str().unwrap_or_default().to_owned(),
+                    location["document"].as_str().unwrap_or_default().to_owned(),
+                    location["pointer"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+    }
+    found
+}
+
+const BEFORE_DEPLOY: &[&str] = &["preflight", "staging"];
+
+#[test]
+fn example_plan_passes_the_safe_example_changes_before_deploy() {
+    for change in [
+        "safe-edit",
+        "api-additive",
+        "connector-scale-up",
+        "table-widen-columns",
+        "workflow-hardening",
+    ] {
+        let (code, report) = example_check(change, BEFORE_DEPLOY);
+        assert_eq!(code, Some(0), "{change}: {report:#}");
+    }
+}
+
+#[test]
+fn example_plan_fails_the_dangerous_example_changes_at_the_right_place() {
+    let cases = [
+        (
+            "risky-edit",
+            "well-formed/syntax",
+            "workflows/order-sync.json",
+            "",
+        ),
+        (
+            "remove-connector",
+            "destructive/removed-document",
+            "connectors/erp.toml",
+            "",
+        ),
+        (
+            "workflow-retry-storm",
+            "retry/unbounded",
+            "workflows/order-fulfilment.json",
+            "/steps/1/retry/max_attempts",
+        ),
+        (
+            "table-drop-column",
+            "destructive/removed-item",
+            "tables/crm/customers.json",
+            "/columns/2",
+        ),
+        (
+            "api-v2-breaking",
+            "api/removed-response-field",
+            "api/orders.openapi.yaml",
+            "/components/schemas/Order/properties/total",
+        ),
+        (
+            "connector-auth-rework",
+            "destructive/renamed",
+            "connectors/crm.yaml",
+            "/signing_secret_ref",
+        ),
+    ];
+    for (change, rule, document, pointer) in cases {
+        let (code, report) = example_check(change, BEFORE_DEPLOY);
+        assert_eq!(code, Some(1), "{change}: {report:#}");
+        let expected = (rule.to_owned(), document.to_owned(), pointer.to_owned());
+        let found = finding_locations(&report);
+        assert!(
+            found.contains(&expected),
+            "{change}: no {expected:?} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn example_plan_canary_judges_observed_metrics() {
+    assert_eq!(example_check("canary-healthy", &["canary-5"]).0, Some(0));
+    let (code, report) = example_check("canary-degraded", &["canary-5"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        finding_locations(&report)
+            .iter()
+            .any(|(rule, ..)| rule == "slo/objective-failed"),
+        "{report:#}"
+    );
+    // A missing metric leaves the canary gate inconclusive, not passed.
+    assert_eq!(
+        example_check("canary-missing-metrics", &["canary-5"]).0,
+        Some(3)
+    );
+}
