@@ -162,7 +162,7 @@ fn build_interpreted(root: &Path, out_dir: &Path) -> Vec<(&'static str, PathBuf)
     {
         panic!(
             "the JavaScript guests need componentize-js, which is not installed; run\n    \
-             npm ci --prefix plugin-sdk/js\n(from the repo root; needs Node 20+)"
+             npm install --prefix plugin-sdk/js\n(from the repo root; needs Node 20+)"
         );
     }
     let mut running = Vec::new();
@@ -208,7 +208,7 @@ fn build_interpreted(root: &Path, out_dir: &Path) -> Vec<(&'static str, PathBuf)
         if !status.success() {
             let install = match lang {
                 Lang::Python => "pip install -r plugin-sdk/python/requirements.txt",
-                Lang::Js => "npm ci --prefix plugin-sdk/js",
+                Lang::Js => "npm install --prefix plugin-sdk/js",
             };
             panic!("building {dir} failed (see above); is its toolchain installed? ({install})");
         }

@@ -9,7 +9,7 @@
 // `wasi:` imports stay for the component), then componentize-js turns the
 // bundle into a component. The world is read from the entry module
 // (`exportFaultInjector` means `fault-injector`) unless --world is given.
-// Needs `npm ci` in plugin-sdk/js once.
+// Needs `npm install` in plugin-sdk/js once.
 
 import { mkdtemp, readFile, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,7 +30,7 @@ async function load(name) {
   try {
     return await import(name);
   } catch {
-    fail(`${name} is not installed; run:\n    npm ci --prefix ${SDK_DIR}`);
+    fail(`${name} is not installed; run:\n    npm install --prefix ${SDK_DIR}`);
   }
 }
 
