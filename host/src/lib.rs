@@ -46,7 +46,7 @@ pub use failure::{Failure, FailureKind, OnError};
 pub use inject::{Fault, RequestInfo};
 pub use limits::Limits;
 pub use plugin::{LoadError, Plugin, PluginInfo, World};
-pub use runtime::{LoadStats, Runtime, RuntimeConfig, RuntimeError};
+pub use runtime::{InstanceAllocation, LoadStats, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{CapturedOutput, LogLevel, LogRecord};
 pub use verdict::{ContractViolation, Finding, Location, Outcome, Severity, Verdict};
 

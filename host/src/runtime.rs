@@ -41,10 +41,11 @@ const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 /// table; componentize-py output has ~30k.
 const POOLED_TABLE_ELEMENTS: usize = 100_000;
 
-/// Dirty bytes of a freed memory slot that are reset in place (and stay
-/// resident) instead of being returned to the OS. Covers the pages a small
-/// validator call touches; larger plugins pay madvise for the rest.
-const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// Default of [`RuntimeConfig::linear_memory_keep_resident`]: 32 MiB covers
+/// the heap of a validator parsing a few MB of documents (14.7 MiB for
+/// destructive-change on a 1 MB workflow, before and after). With 2 MiB, the
+/// page faults of such a call were a quarter of its time (BENCHMARKS.md).
+pub const DEFAULT_LINEAR_MEMORY_KEEP_RESIDENT: usize = 32 << 20;
 
 /// The same for table slots.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
@@ -60,8 +61,37 @@ pub struct RuntimeConfig {
     pub fuel_metering: bool,
     /// Cap on the wasm call stack of every plugin, in bytes.
     pub max_wasm_stack: usize,
-    /// Plugin instances that can be alive at once.
+    /// Plugin instances that can be alive at once (with
+    /// [`InstanceAllocation::Pooling`], the slots reserved up front).
     pub max_concurrent_instances: u32,
+    /// Where instances get their memories, tables and stacks.
+    pub instance_allocation: InstanceAllocation,
+    /// Dirty bytes of a freed memory slot (pooling allocator) that are reset
+    /// in place with memset, and stay resident, instead of being returned to
+    /// the OS; only the pages a call dirtied are reset (found with
+    /// `PAGEMAP_SCAN` on Linux 6.7+). Higher: the next call on that slot
+    /// neither page-faults its heap back in nor pays for the madvise; lower:
+    /// less resident memory kept per slot ever used (at most this much each).
+    pub linear_memory_keep_resident: usize,
+    /// Compile deadline checks into plugin code (wasmtime's epoch
+    /// interruption). Only a benchmark turns this off, to measure what the
+    /// checks cost: without them a plugin computing in pure wasm runs past
+    /// its deadline until it returns or runs out of fuel (`Limits::fuel`).
+    pub epoch_interruption: bool,
+}
+
+/// Where plugin instances get their memories, tables and stacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceAllocation {
+    /// Slots reserved when the runtime starts and reused call after call
+    /// (the dirty pages of a freed slot are reset in place): a fresh instance
+    /// per call costs microseconds. Reserves address space (not memory) for
+    /// `max_concurrent_instances` slots.
+    #[default]
+    Pooling,
+    /// Fresh mappings for every instance, returned to the OS when it is
+    /// dropped: nothing reserved up front, more system calls per call.
+    OnDemand,
 }
 
 impl Default for RuntimeConfig {
@@ -71,6 +101,9 @@ impl Default for RuntimeConfig {
             fuel_metering: false,
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             max_concurrent_instances: DEFAULT_MAX_CONCURRENT_INSTANCES,
+            instance_allocation: InstanceAllocation::Pooling,
+            linear_memory_keep_resident: DEFAULT_LINEAR_MEMORY_KEEP_RESIDENT,
+            epoch_interruption: true,
         }
     }
 }
@@ -284,16 +317,19 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         // was half the cost of a small validator call. Older kernels fall
         // back to madvise.
         .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+        .linear_memory_keep_resident(config.linear_memory_keep_resident)
         .table_keep_resident(TABLE_KEEP_RESIDENT);
 
     let mut wasm = Config::new();
-    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .epoch_interruption(true)
-        .consume_fuel(config.fuel_metering)
-        .max_wasm_stack(config.max_wasm_stack)
-        // The fiber stack must hold the wasm stack plus host frames.
-        .async_stack_size(config.max_wasm_stack + (1 << 20));
+    wasm.allocation_strategy(match config.instance_allocation {
+        InstanceAllocation::Pooling => InstanceAllocationStrategy::Pooling(pool),
+        InstanceAllocation::OnDemand => InstanceAllocationStrategy::OnDemand,
+    })
+    .epoch_interruption(config.epoch_interruption)
+    .consume_fuel(config.fuel_metering)
+    .max_wasm_stack(config.max_wasm_stack)
+    // The fiber stack must hold the wasm stack plus host frames.
+    .async_stack_size(config.max_wasm_stack + (1 << 20));
     wasm
 }
 

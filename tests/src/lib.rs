@@ -33,3 +33,15 @@ pub fn runtime() -> Arc<Runtime> {
         )
     }))
 }
+
+/// The Cargo target directory `build.rs` builds the wasm guests in. Tests
+/// that make `cairn` build a plugin project point `CARGO_TARGET_DIR` here, so
+/// the bundled plugins are not compiled a second time.
+pub fn wasm_guests_target_dir() -> PathBuf {
+    // <target dir>/wasm32-wasip2/release/<guest>.wasm
+    PathBuf::from(guests::NO_DELETES)
+        .ancestors()
+        .nth(3)
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}

@@ -6,6 +6,8 @@ mod util;
 // Hostile plugins are stopped or denied with the exact failure kind, in time,
 // and the host keeps serving.
 mod hostile;
+// Engine settings other than the default: on-demand allocation, no epoch checks.
+mod engines;
 // Loading: digest pins, non-components, wrong worlds, truncated files.
 mod loading;
 // The on-disk compile cache: hits, misses, keys, corrupt entries.

@@ -13,6 +13,8 @@ fn cairn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn-cli"))
         .args(args)
         .env("CAIRN_CACHE_DIR", cairn_tests::shared_cache_dir())
+        // Plugin projects build where build.rs built them: no second compile.
+        .env("CARGO_TARGET_DIR", cairn_tests::wasm_guests_target_dir())
         .env("NO_COLOR", "1")
         .output()
         .expect("cairn runs")

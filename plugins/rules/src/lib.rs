@@ -1,5 +1,5 @@
 //! cairn-rules: the rule logic of cairn's bundled validators (schema,
-//! destructive-change, api-contract, retry-policy, slo-gate) as plain Rust
+//! destructive-change, api-contract, retry-policy, slo-gate, no-deletes) as plain Rust
 //! over parsed documents, apart from the SDK so it can be unit-tested and
 //! benchmarked natively. Each plugin crate is a thin wrapper around one
 //! `check` function (see [`sdk`], behind the `sdk` feature).
@@ -8,9 +8,11 @@ pub mod api_contract;
 pub mod destructive;
 pub mod glob;
 pub mod model;
+pub mod no_deletes;
 pub mod parse;
 pub mod pointer;
 pub mod retry_policy;
+#[cfg(feature = "schema")]
 pub mod schema;
 #[cfg(feature = "sdk")]
 pub mod sdk;
