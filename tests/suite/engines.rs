@@ -3,15 +3,12 @@
 //! does what its documentation says (no deadline inside pure computation;
 //! fuel still stops it).
 
-use std::path::Path;
 use std::time::Duration;
 
-use cairn_host::{
-    CallOutcome, Checkpoint, FailureKind, InstanceAllocation, Limits, Runtime, RuntimeConfig,
-};
+use cairn_host::{CallOutcome, FailureKind, InstanceAllocation, Limits, Runtime, RuntimeConfig};
 use serde_json::json;
 
-use crate::util::{guests, sample_change, verdict};
+use crate::util::{guests, validate_on, verdict};
 
 fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -19,25 +16,6 @@ fn runtime(config: RuntimeConfig) -> Runtime {
         ..config
     })
     .expect("runtime starts")
-}
-
-async fn run(
-    runtime: &Runtime,
-    guest: &str,
-    config: serde_json::Value,
-    limits: &Limits,
-) -> cairn_host::CallReport<cairn_host::Verdict> {
-    let plugin = runtime
-        .load_file(Path::new(guest), None)
-        .expect("guest loads");
-    plugin
-        .validate(
-            sample_change(),
-            &Checkpoint::default(),
-            &config.to_string(),
-            limits,
-        )
-        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +28,7 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
         memory_bytes: 8 << 20,
         ..Limits::default()
     };
-    let report = run(&runtime, guests::FIXTURE, json!({"mode": "alloc"}), &bomb).await;
+    let report = validate_on(&runtime, guests::FIXTURE, &json!({"mode": "alloc"}), &bomb).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::MemoryLimit),
@@ -62,7 +40,7 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
         timeout: Duration::from_millis(100),
         ..Limits::default()
     };
-    let report = run(&runtime, guests::FIXTURE, json!({"mode": "loop"}), &short).await;
+    let report = validate_on(&runtime, guests::FIXTURE, &json!({"mode": "loop"}), &short).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Timeout),
@@ -72,7 +50,7 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
 
     // And it still serves: the next call completes with the plugin's answer
     // (the sample change deletes a document).
-    let report = run(&runtime, guests::NO_DELETES, json!({}), &Limits::default()).await;
+    let report = validate_on(&runtime, guests::NO_DELETES, &json!({}), &Limits::default()).await;
     assert_eq!(verdict(&report).outcome, cairn_host::Outcome::Fail);
     assert_eq!(verdict(&report).findings[0].rule, "no-deletes/deleted");
 }
@@ -89,7 +67,7 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
         epoch_interruption: false,
         ..RuntimeConfig::default()
     });
-    let report = run(&unchecked, guests::FIXTURE, long.clone(), &deadline).await;
+    let report = validate_on(&unchecked, guests::FIXTURE, &long, &deadline).await;
     assert!(
         matches!(report.outcome, CallOutcome::Completed(_)),
         "nothing checks the deadline inside the loop: {report:#?}"
@@ -98,7 +76,7 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
 
     // The default runtime stops the same call at its deadline.
     let checked = runtime(RuntimeConfig::default());
-    let report = run(&checked, guests::FIXTURE, long.clone(), &deadline).await;
+    let report = validate_on(&checked, guests::FIXTURE, &long, &deadline).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Timeout),
@@ -116,7 +94,7 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
         timeout: Duration::from_secs(10),
         ..Limits::default()
     };
-    let report = run(&fuel_only, guests::FIXTURE, long, &budget).await;
+    let report = validate_on(&fuel_only, guests::FIXTURE, &long, &budget).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::FuelExhausted),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_host::{
-    CallOutcome, CallReport, Change, Checkpoint, Document, Limits, Metric, Plugin, Verdict,
+    CallOutcome, CallReport, Change, Checkpoint, Document, Limits, Metric, Plugin, Runtime, Verdict,
 };
 pub use cairn_tests::guests;
 
@@ -70,7 +70,20 @@ pub async fn run_fixture(
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
-    load(guests::FIXTURE)
+    validate_on(&cairn_tests::runtime(), guests::FIXTURE, &config, limits).await
+}
+
+/// Loads `guest` into `runtime` and validates the sample change with
+/// `config` under `limits`.
+pub async fn validate_on(
+    runtime: &Runtime,
+    guest: &str,
+    config: &serde_json::Value,
+    limits: &Limits,
+) -> CallReport<Verdict> {
+    runtime
+        .load_file(Path::new(guest), None)
+        .unwrap_or_else(|err| panic!("{guest} loads: {err}"))
         .validate(
             sample_change(),
             &Checkpoint::default(),
