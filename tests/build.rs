@@ -16,6 +16,12 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "fault_injector.wasm",
     ),
     ("CLI_COMMAND", "tests/guests/Cargo.toml", "cli-command.wasm"),
+    ("INITIALIZED", "tests/guests/Cargo.toml", "initialized.wasm"),
+    (
+        "HOSTILE_INIT",
+        "tests/guests/Cargo.toml",
+        "hostile_init.wasm",
+    ),
     ("NO_DELETES", "plugins/Cargo.toml", "no_deletes.wasm"),
     ("WELL_FORMED", "plugins/Cargo.toml", "well_formed.wasm"),
     ("SECRETS_SCAN", "plugins/Cargo.toml", "secrets_scan.wasm"),

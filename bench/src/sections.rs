@@ -3,6 +3,7 @@
 //! plugin load per language, deadline overshoot and the cost of deadline
 //! checks. Each returns its section and the targets it judged.
 
+use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ use wasmtime::component::Component;
 
 use crate::peers::{CairnPeer, ExtismPeer, RegoPeer, native};
 use crate::report::{Section, Target, mib, ratio, show};
-use crate::stats::{Budget, Samples, collect, time_each};
+use crate::stats::{Budget, Samples, collect, time_each, time_interleaved};
 use crate::workload::{Workload, example_changes, heavy_cases, peer_input, small_change};
 
 /// How long to measure: `Full` for the published table, `Quick` to see that
@@ -235,12 +236,18 @@ pub fn heavy_validators(bench: &Bench) -> anyhow::Result<Outcome> {
             verdict.findings.len(),
             native_report.findings.len()
         );
-        let native_samples = time_each(budget, || {
-            check(&case.workload.native, &case.config).map_err(anyhow::Error::msg)
-        })?;
-        let wasm_samples = time_each(budget, || {
-            completed(plugin.validate(&case.workload.host, &case.config))
-        })?;
+        let mut native = || {
+            black_box(check(&case.workload.native, &case.config).map_err(anyhow::Error::msg)?);
+            Ok(())
+        };
+        let mut wasm = || {
+            black_box(completed(
+                plugin.validate(&case.workload.host, &case.config),
+            )?);
+            Ok(())
+        };
+        let samples = time_interleaved(budget, &mut [&mut native, &mut wasm])?;
+        let (native_samples, wasm_samples) = (&samples[0], &samples[1]);
         let r = wasm_samples.median().as_secs_f64() / native_samples.median().as_secs_f64();
         section.row(vec![
             case.name.to_owned(),
@@ -431,9 +438,7 @@ fn native_checkpoints(
                         }
                         let change = &changes[job % changes.len()].native;
                         for (_, config, check) in CHECKPOINT {
-                            std::hint::black_box(
-                                check(change, config).map_err(anyhow::Error::msg)?,
-                            );
+                            black_box(check(change, config).map_err(anyhow::Error::msg)?);
                         }
                     }
                 })
@@ -499,7 +504,7 @@ pub fn load(bench: &Bench) -> anyhow::Result<Outcome> {
         let wasm = std::fs::read(guest).with_context(|| format!("cannot read {guest}"))?;
         let cold = collect(Budget::new(Duration::ZERO, cold_runs, cold_runs), || {
             let start = Instant::now();
-            std::hint::black_box(
+            black_box(
                 Component::from_binary(fresh.engine(), &wasm)
                     .map_err(|err| anyhow::anyhow!("{err:?}"))?,
             );
@@ -616,9 +621,7 @@ impl Spinners {
                 std::thread::spawn(move || {
                     let mut x = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(
-                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
-                        );
+                        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
                     }
                 })
             })
@@ -703,12 +706,25 @@ pub fn interruption_cost(bench: &Bench) -> anyhow::Result<Outcome> {
     );
     let mut targets = Vec::new();
     for (name, guest, workload, config) in workloads {
-        let mut medians = Vec::new();
-        for (_, runtime) in &runtimes {
-            let peer = CairnPeer::load(runtime, Path::new(guest))?.with_limits(limits);
-            let samples = time_each(budget, || completed(peer.validate(&workload.host, &config)))?;
-            medians.push(samples.median());
-        }
+        let peers = runtimes
+            .iter()
+            .map(|(_, runtime)| Ok(CairnPeer::load(runtime, Path::new(guest))?.with_limits(limits)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut calls: Vec<Box<dyn FnMut() -> anyhow::Result<()> + '_>> = peers
+            .iter()
+            .map(|peer| {
+                Box::new(|| {
+                    black_box(completed(peer.validate(&workload.host, &config))?);
+                    Ok(())
+                }) as Box<dyn FnMut() -> anyhow::Result<()> + '_>
+            })
+            .collect();
+        let mut operations: Vec<&mut (dyn FnMut() -> anyhow::Result<()> + '_)> =
+            calls.iter_mut().map(|call| &mut **call).collect();
+        let medians: Vec<Duration> = time_interleaved(budget, &mut operations)?
+            .iter()
+            .map(Samples::median)
+            .collect();
         let cost = |with: Duration| {
             let base = medians[0].as_secs_f64();
             (with.as_secs_f64() - base) / base * 100.0

@@ -81,6 +81,41 @@ pub fn time_each<T>(
     collect(budget, timed)
 }
 
+/// Times several operations that are compared with each other, taking one
+/// sample of each in turn (a, b, c, a, b, c, …) after a warm-up of each.
+/// On a shared, noisy machine a burst of steal time then lands on all of
+/// them alike instead of on whichever block was running; the ratios of
+/// their medians are what the comparisons quote. The budget is per
+/// operation.
+pub fn time_interleaved<'a>(
+    budget: Budget,
+    operations: &mut [&mut (dyn FnMut() -> anyhow::Result<()> + 'a)],
+) -> anyhow::Result<Vec<Samples>> {
+    let timed = |operation: &mut dyn FnMut() -> anyhow::Result<()>| {
+        let start = Instant::now();
+        operation()?;
+        anyhow::Ok(start.elapsed())
+    };
+    let warm_up = budget.min.div_ceil(10).max(1);
+    for operation in operations.iter_mut() {
+        for _ in 0..warm_up {
+            timed(&mut **operation)?;
+        }
+    }
+    let mut samples = vec![Samples::default(); operations.len()];
+    let start = Instant::now();
+    let mut rounds = 0;
+    // The time budget covers all operations together.
+    let time = budget.time * u32::try_from(operations.len()).unwrap_or(u32::MAX);
+    while rounds < budget.max && (rounds < budget.min || start.elapsed() < time) {
+        for (operation, samples) in operations.iter_mut().zip(samples.iter_mut()) {
+            samples.values.push(timed(&mut **operation)?);
+        }
+        rounds += 1;
+    }
+    Ok(samples)
+}
+
 /// Takes samples that `measure` computes itself (an overshoot, a rate);
 /// stops at the first error.
 pub fn collect(
@@ -99,6 +134,29 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interleaved_timing_takes_one_sample_of_each_per_round_and_stops_at_errors() {
+        let mut order = Vec::new();
+        let order_cell = std::cell::RefCell::new(&mut order);
+        let mut a = || {
+            order_cell.borrow_mut().push('a');
+            anyhow::Ok(())
+        };
+        let mut b = || {
+            order_cell.borrow_mut().push('b');
+            anyhow::Ok(())
+        };
+        let samples =
+            time_interleaved(Budget::new(Duration::ZERO, 3, 3), &mut [&mut a, &mut b]).unwrap();
+        assert_eq!(samples.len(), 2);
+        assert!(samples.iter().all(|s| s.len() == 3));
+        // One warm-up call each, then a and b alternate.
+        assert_eq!(order.iter().collect::<String>(), "abababab");
+
+        let mut failing = || anyhow::bail!("verdicts differ");
+        assert!(time_interleaved(Budget::new(Duration::ZERO, 3, 3), &mut [&mut failing]).is_err());
+    }
 
     fn micros(values: &[u64]) -> Samples {
         Samples::from_values(values.iter().copied().map(Duration::from_micros).collect())

@@ -1,7 +1,7 @@
 //! The on-disk compile cache: compiled components stored under a key made
-//! of the wasm's sha256 and the engine's compatibility hash (wasmtime
-//! version + every setting that changes the generated code), so a second
-//! load skips Cranelift.
+//! of the wasm's sha256, the engine's compatibility hash (wasmtime version +
+//! every setting that changes the generated code) and cairn's artifact
+//! format, so a second load skips Cranelift (and a plugin's initialization).
 //!
 //! Why not wasmtime's built-in cache: it cannot tell the caller whether a
 //! load was a hit (which `cairn plugin inspect` and the tests need), and it
@@ -28,6 +28,12 @@ pub enum CacheStatus {
     /// Compiled now (and stored, when a cache directory is set).
     Compiled,
 }
+
+/// What cairn puts into an artifact besides the compiled wasm; part of every
+/// key. Bumped when that changes, so older artifacts are never used:
+/// format 2 holds the snapshot of a plugin that exports `initialization`
+/// (format 1 held its uninitialised compile).
+const ARTIFACT_FORMAT: &[u8] = b"cairn-artifact-2";
 
 /// A directory of precompiled components (`<key>.cwasm`).
 ///
@@ -61,6 +67,7 @@ impl CompileCache {
         fs::create_dir_all(&dir)?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.write(ARTIFACT_FORMAT);
         Ok(Self {
             dir,
             engine_fingerprint: hex::encode(hasher.0.finalize()),
@@ -103,27 +110,51 @@ impl CompileCache {
         wasm: &[u8],
         wasm_sha256: &str,
     ) -> wasmtime::Result<(Component, CacheStatus)> {
+        if let Some(component) = self.load(engine, wasm_sha256) {
+            return Ok((component, CacheStatus::Disk));
+        }
+        let component = self.compile_and_store(engine, wasm, wasm_sha256)?;
+        Ok((component, CacheStatus::Compiled))
+    }
+
+    /// The component stored for this wasm, if there is a usable one; an
+    /// unusable entry (another engine, a damaged file) is removed.
+    pub fn load(&self, engine: &Engine, wasm_sha256: &str) -> Option<Component> {
         let path = self.artifact_path(wasm_sha256);
-        if path.is_file() {
-            // SAFETY: files in the cache directory are written only by
-            // `store` below from `Engine::precompile_component` output, and
-            // renamed into place whole; wasmtime checks the header's engine
-            // compatibility before loading.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheStatus::Disk)),
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile cache entry");
-                    let _ = fs::remove_file(&path);
-                }
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: files in the cache directory are written only by `store`
+        // below from `Engine::precompile_component` output, and renamed into
+        // place whole; wasmtime checks the header's engine compatibility
+        // before loading.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile cache entry");
+                let _ = fs::remove_file(&path);
+                None
             }
         }
+    }
+
+    /// Compiles `wasm` and stores it as the artifact of the plugin whose
+    /// digest is `wasm_sha256` (for a pre-initialised plugin, `wasm` is its
+    /// snapshot, not the file the digest is of). A failed write is logged,
+    /// not an error: the component is still returned.
+    pub fn compile_and_store(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        wasm_sha256: &str,
+    ) -> wasmtime::Result<Component> {
+        let path = self.artifact_path(wasm_sha256);
         let compiled = engine.precompile_component(wasm)?;
         if let Err(err) = self.store(&path, &compiled) {
             tracing::warn!(path = %path.display(), error = %err, "could not write compile cache entry");
         }
         // SAFETY: `compiled` was produced just above by this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
-        Ok((component, CacheStatus::Compiled))
+        unsafe { Component::deserialize(engine, &compiled) }
     }
 
     /// Writes `bytes` to a temporary file and renames it over `path`, so a

@@ -149,8 +149,24 @@ impl CallStore {
         change: Arc<Change>,
         limits: &Limits,
     ) -> Result<CallStore, Failure> {
-        let engine = &plugin.inner.engine;
-        let fuel_metering = plugin.inner.fuel_metering;
+        Self::on_engine(
+            &plugin.inner.engine,
+            plugin.inner.fuel_metering,
+            plugin.name(),
+            change,
+            limits,
+        )
+    }
+
+    /// A call store for a plugin that is not loaded yet (its
+    /// initialization run).
+    pub(crate) fn on_engine(
+        engine: &wasmtime::Engine,
+        fuel_metering: bool,
+        plugin: &str,
+        change: Arc<Change>,
+        limits: &Limits,
+    ) -> Result<CallStore, Failure> {
         if limits.fuel.is_some() && !fuel_metering {
             return Err(Failure::new(
                 FailureKind::Load,
@@ -164,7 +180,7 @@ impl CallStore {
             limiter: StoreLimiter::new(limits.memory_bytes),
             output,
             change,
-            plugin: Arc::from(plugin.name()),
+            plugin: Arc::from(plugin),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);

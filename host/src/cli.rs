@@ -975,6 +975,14 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, Exit> {
             (false, None) => "compile cache disabled".to_owned(),
         }
     );
+    println!(
+        "initialized: {}",
+        if plugin.pre_initialized() {
+            "yes (calls start from the snapshot taken after its `initialize`)"
+        } else {
+            "no (exports no `initialization`)"
+        }
+    );
     println!("imports:");
     for import in plugin.imports() {
         println!("  {import}");

@@ -99,12 +99,23 @@ pub enum LoadError {
     UnsupportedVersion { plugin: String, export: String },
     #[error("plugin {plugin}: needs imports cairn does not provide: {message}")]
     Imports { plugin: String, message: String },
+    #[error("plugin {plugin}: initialization failed: {source}")]
+    Initialization {
+        plugin: String,
+        #[source]
+        source: crate::preinit::InitializationError,
+    },
 }
 
 impl LoadError {
     /// The failure a call reports when its plugin could not be loaded.
     pub fn failure(&self) -> Failure {
-        Failure::new(FailureKind::Load, self.to_string())
+        match self {
+            // A hostile `initialize` is reported as what stopped it
+            // (timeout, memory-limit, trap…), like a hostile call.
+            LoadError::Initialization { source, .. } => source.failure(self.to_string()),
+            _ => Failure::new(FailureKind::Load, self.to_string()),
+        }
     }
 }
 
@@ -169,6 +180,7 @@ pub(crate) struct PluginInner {
     pub(crate) imports: Vec<String>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) fuel_metering: bool,
+    pub(crate) pre_initialized: bool,
     pub(crate) pre: Pre,
 }
 
@@ -210,6 +222,7 @@ impl Plugin {
             .map(|(name, _)| name.to_owned())
             .collect();
         let (world, wit_version) = detect_world(name, &exports)?;
+        let pre_initialized = exports.contains(&crate::preinit::initialization_export());
         let imports_error = |err: wasmtime::Error| LoadError::Imports {
             plugin: name.to_owned(),
             message: crate::error_chain(&err),
@@ -246,6 +259,7 @@ impl Plugin {
                 imports,
                 engine: engine.clone(),
                 fuel_metering: runtime.config().fuel_metering,
+                pre_initialized,
                 pre,
             }),
         })
@@ -279,16 +293,27 @@ impl Plugin {
         self.inner.cache
     }
 
+    /// Whether the plugin exports `initialization`, so its calls start from
+    /// the snapshot taken after its `initialize` ran (at first compile).
+    pub fn pre_initialized(&self) -> bool {
+        self.inner.pre_initialized
+    }
+
     /// Names of everything the component imports (WASI and cairn interfaces).
     pub fn imports(&self) -> &[String] {
         &self.inner.imports
     }
 }
 
-/// Finds the cairn interface among the exports: `cairn:plugin/<iface>@<ver>`.
+/// Finds the cairn interface among the exports: `cairn:plugin/<iface>@<ver>`
+/// (the optional `initialization` interface says nothing about the world).
 fn detect_world(plugin: &str, exports: &[String]) -> Result<(World, String), LoadError> {
     let prefix = format!("{}/", bindings::PACKAGE);
-    let Some(export) = exports.iter().find(|name| name.starts_with(&prefix)) else {
+    let initialization = format!("{prefix}initialization@");
+    let Some(export) = exports
+        .iter()
+        .find(|name| name.starts_with(&prefix) && !name.starts_with(&initialization))
+    else {
         return Err(LoadError::NotAPlugin {
             plugin: plugin.to_owned(),
             exports: if exports.is_empty() {
@@ -367,6 +392,23 @@ mod tests {
                 .0,
             World::FaultInjector
         );
+        assert_eq!(
+            detect_world(
+                "p",
+                &exports(&[
+                    "cairn:plugin/initialization@0.1.0",
+                    "cairn:plugin/validation@0.1.0"
+                ])
+            )
+            .unwrap()
+            .0,
+            World::Validator,
+            "initialization is not a world"
+        );
+        assert!(matches!(
+            detect_world("p", &exports(&["cairn:plugin/initialization@0.1.0"])),
+            Err(LoadError::NotAPlugin { .. })
+        ));
         assert!(matches!(
             detect_world("p", &exports(&["wasi:cli/run@0.2.0"])),
             Err(LoadError::NotAPlugin { .. })

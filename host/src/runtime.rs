@@ -16,8 +16,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::cache::{CacheStatus, CompileCache};
 use crate::call::CallState;
+use crate::limits::Limits;
 use crate::plugin::{LoadError, Plugin};
-use crate::{bindings, plugin};
+use crate::{bindings, plugin, preinit};
 
 /// How often the epoch ticker wakes. Each tick lets a running plugin check
 /// the wall clock against its deadline, so this bounds how far past its
@@ -78,6 +79,10 @@ pub struct RuntimeConfig {
     /// checks cost: without them a plugin computing in pure wasm runs past
     /// its deadline until it returns or runs out of fuel (`Limits::fuel`).
     pub epoch_interruption: bool,
+    /// Limits of a plugin's `initialize` (plugins that export
+    /// `cairn:plugin/initialization`), run once when the plugin is first
+    /// compiled. Default: the call defaults with a 10 s deadline.
+    pub initialization_limits: Limits,
 }
 
 /// Where plugin instances get their memories, tables and stacks.
@@ -104,6 +109,10 @@ impl Default for RuntimeConfig {
             instance_allocation: InstanceAllocation::Pooling,
             linear_memory_keep_resident: DEFAULT_LINEAR_MEMORY_KEEP_RESIDENT,
             epoch_interruption: true,
+            initialization_limits: Limits {
+                timeout: crate::preinit::DEFAULT_INITIALIZATION_TIMEOUT,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -268,14 +277,14 @@ impl Runtime {
         }
         drop(compiled);
         let started = std::time::Instant::now();
-        let (component, status) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, sha256),
-            None => Component::from_binary(&self.engine, wasm).map(|c| (c, CacheStatus::Compiled)),
-        }
-        .map_err(|err| LoadError::Compile {
-            plugin: name.to_owned(),
-            message: crate::error_chain(&err),
-        })?;
+        let (component, status) = match self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, sha256))
+        {
+            Some(component) => (component, CacheStatus::Disk),
+            None => (self.compile(name, wasm, sha256)?, CacheStatus::Compiled),
+        };
         let counter = match status {
             CacheStatus::Disk => &self.counters.from_disk,
             _ => &self.counters.compiled,
@@ -287,6 +296,46 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha256.to_owned(), component.clone());
         Ok((component, status))
+    }
+}
+
+impl Runtime {
+    /// Compiles a plugin (stored in the cache when there is one). A plugin
+    /// that exports `initialization` is initialised first and its snapshot
+    /// compiled instead.
+    fn compile(&self, name: &str, wasm: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let scan = preinit::scan_exports(wasm);
+        let snapshot;
+        let to_compile = if scan.initializes {
+            snapshot = preinit::pre_initialize(
+                self,
+                name,
+                wasm,
+                &scan,
+                &self.config.initialization_limits,
+            )
+            .map_err(|source| LoadError::Initialization {
+                plugin: name.to_owned(),
+                source,
+            })?;
+            tracing::debug!(
+                plugin = name,
+                size = wasm.len(),
+                snapshot_size = snapshot.len(),
+                "pre-initialised"
+            );
+            snapshot.as_slice()
+        } else {
+            wasm
+        };
+        match &self.cache {
+            Some(cache) => cache.compile_and_store(&self.engine, to_compile, sha256),
+            None => Component::from_binary(&self.engine, to_compile),
+        }
+        .map_err(|err| LoadError::Compile {
+            plugin: name.to_owned(),
+            message: crate::error_chain(&err),
+        })
     }
 }
 

@@ -44,6 +44,10 @@
 //! A fault injector instead implements [`FaultInjector`] and calls
 //! [`export_fault_injector!`]. A plugin crate exports exactly one world:
 //! call one of the two macros, once.
+//!
+//! Set-up that does not depend on the change or the config (a built-in
+//! schema, a lookup table) can run once per plugin instead of once per
+//! call: see [`export_initializer!`].
 
 extern crate self as cairn_plugin_sdk;
 
@@ -82,9 +86,23 @@ pub mod __bindings {
             },
         });
     }
+
+    // The optional `initialization` export; it has no imports, so it needs
+    // no `with`. Its export macro adds it to whichever world the crate
+    // exports (`export_initializer!`).
+    pub mod initialized {
+        wit_bindgen::generate!({
+            path: "../wit/v0.1",
+            world: "initialized",
+            pub_export_macro: true,
+            export_macro_name: "__export_initialized_world",
+            default_bindings_module: "cairn_plugin_sdk::__bindings::initialized",
+        });
+    }
 }
 
 mod fault_injector;
+mod initialization;
 mod validator;
 
 pub use fault_injector::*;

@@ -232,6 +232,9 @@ fn plugin_inspect_shows_world_version_digest_imports_cache_and_info() {
         "imports are listed: {text}"
     );
     assert!(text.contains("config schema:"), "{text}");
+    assert!(text.contains("initialized: no"), "{text}");
+    let schema = stdout(&cairn(&["plugin", "inspect", guests::SCHEMA]));
+    assert!(schema.contains("initialized: yes"), "{schema}");
     // The first inspect compiled it into the shared cache; the next says so.
     let again = stdout(&cairn(&["plugin", "info", guests::NO_DELETES]));
     assert!(again.contains("compiled (in the compile cache)"), "{again}");

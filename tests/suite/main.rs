@@ -12,6 +12,9 @@ mod engines;
 mod loading;
 // The on-disk compile cache: hits, misses, keys, corrupt entries.
 mod cache;
+// Pre-initialisation: `initialize` runs once at first compile, calls start
+// from its snapshot, a hostile `initialize` is stopped.
+mod preinit;
 // What a plugin sees (config, change, checkpoint, metrics) round-trips exactly.
 mod roundtrip;
 // Validators of one checkpoint run concurrently; the example plugins work.

@@ -22,3 +22,6 @@ impl Validator for Schema {
 }
 
 cairn_plugin_sdk::export_validator!(Schema);
+// cairn runs this once at first compile and snapshots the result: the
+// meta-schema validators are then built before any call starts.
+cairn_plugin_sdk::export_initializer!(schema::warm_up);

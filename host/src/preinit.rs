@@ -1,0 +1,307 @@
+//! Pre-initialisation: a plugin that exports `cairn:plugin/initialization`
+//! has its `initialize` run once, in the sandbox, when cairn first compiles
+//! it; wasmtime-wizer then snapshots the instance's memories and globals
+//! into a new component, which is what cairn compiles and caches. Every
+//! call's fresh instance starts from the initialised state.
+//!
+//! Why a snapshot and not an `initialize` call per instance: the point is to
+//! pay for set-up work (building lookup tables, compiling a built-in schema)
+//! once per plugin instead of once per call, while every call still gets a
+//! fresh instance. With the pooling allocator the snapshot's data is mapped
+//! copy-on-write, so a bigger initial heap costs a call nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmparser::{Parser, Payload};
+use wasmtime::Store;
+use wasmtime::component::{Component, Instance, Linker, WasmList};
+use wasmtime_wizer::{ComponentInstanceState, Wizer};
+
+use crate::bindings::{self, latest};
+use crate::call::{CallOutcome, CallState, CallStore};
+use crate::change::Change;
+use crate::failure::{Failure, FailureKind};
+use crate::limits::Limits;
+use crate::runtime::Runtime;
+
+/// The function cairn runs inside the `initialization` interface.
+const INITIALIZE: &str = "initialize";
+
+/// Wall-clock budget of a plugin's `initialize` by default: it runs once per
+/// plugin, so it may do more than a call, but a loop must not hang a load.
+pub const DEFAULT_INITIALIZATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the optional initialization export: `cairn:plugin/initialization@0.1.0`.
+pub fn initialization_export() -> String {
+    format!("{}/initialization@{}", bindings::PACKAGE, latest::VERSION)
+}
+
+/// What the top level of a component exports, as far as loading cares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ExportScan {
+    /// Exports `cairn:plugin/initialization@<this version>`.
+    pub(crate) initializes: bool,
+    /// Exports `cairn:plugin/fault-injection@…` (else it is linked as a
+    /// validator; a component that is neither fails to load later anyway).
+    pub(crate) fault_injector: bool,
+}
+
+/// Reads the names a component exports at its top level, without compiling
+/// it. Unparseable input scans as "nothing": compiling it reports the error.
+pub(crate) fn scan_exports(wasm: &[u8]) -> ExportScan {
+    let initialization = initialization_export();
+    let fault_injection = format!("{}/fault-injection@", bindings::PACKAGE);
+    let mut scan = ExportScan::default();
+    // Nested modules and components are parsed too (`parse_all` descends);
+    // only exports at depth 0 are the component's own.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    let name = export.name.name;
+                    scan.initializes |= name == initialization;
+                    scan.fault_injector |= name.starts_with(&fault_injection);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return ExportScan::default(),
+        }
+    }
+    scan
+}
+
+/// Why a plugin's initialization failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitializationError {
+    /// The plugin's `initialize` was stopped by the sandbox (deadline,
+    /// memory limit, trap…).
+    #[error("its `initialize` was stopped: {0}")]
+    Stopped(Failure),
+    /// wasmtime-wizer could not instrument or rewrite the component (a
+    /// component shape it does not support).
+    #[error("it cannot be pre-initialised: {0}")]
+    Unsupported(String),
+}
+
+impl InitializationError {
+    /// The failure calls of this plugin report: the sandbox's own kind
+    /// (timeout, memory-limit, trap…) when `initialize` was stopped.
+    pub fn failure(&self, message: String) -> Failure {
+        match self {
+            InitializationError::Stopped(failure) => Failure {
+                kind: failure.kind,
+                message,
+                backtrace: failure.backtrace.clone(),
+            },
+            InitializationError::Unsupported(_) => Failure::new(FailureKind::Load, message),
+        }
+    }
+}
+
+/// Runs the plugin's `initialize` under `limits` and returns the snapshot
+/// component to compile in place of `wasm`.
+///
+/// Blocks the calling thread; the run happens on a thread of its own with
+/// a single-threaded tokio runtime, so this is safe to call from inside an
+/// async context too (loading is synchronous).
+pub(crate) fn pre_initialize(
+    runtime: &Runtime,
+    plugin: &str,
+    wasm: &[u8],
+    scan: &ExportScan,
+    limits: &Limits,
+) -> Result<Vec<u8>, InitializationError> {
+    let wizer = Wizer::new();
+    let (context, instrumented) = wizer
+        .instrument_component(wasm)
+        .map_err(|err| InitializationError::Unsupported(crate::error_chain(&err)))?;
+    let component = Component::from_binary(runtime.engine(), &instrumented)
+        .map_err(|err| InitializationError::Unsupported(crate::error_chain(&err)))?;
+    let linker = if scan.fault_injector {
+        &runtime.fault_injector_linker
+    } else {
+        &runtime.validator_linker
+    };
+    let run = || -> Result<Vec<u8>, InitializationError> {
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|err| {
+                InitializationError::Stopped(Failure::new(
+                    FailureKind::Load,
+                    format!("cannot start the initialization thread's executor: {err}"),
+                ))
+            })?;
+        executor.block_on(initialize_and_snapshot(
+            runtime, plugin, &wizer, &context, &component, linker, limits,
+        ))
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("cairn-init-{plugin}"))
+            .spawn_scoped(scope, run)
+            .map_err(|err| {
+                InitializationError::Stopped(Failure::new(
+                    FailureKind::Load,
+                    format!("cannot start the initialization thread: {err}"),
+                ))
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(InitializationError::Unsupported(
+                    "the pre-initializer panicked".to_owned(),
+                ))
+            })
+    })
+}
+
+async fn initialize_and_snapshot(
+    runtime: &Runtime,
+    plugin: &str,
+    wizer: &Wizer,
+    context: &wasmtime_wizer::ComponentContext<'_>,
+    component: &Component,
+    linker: &Linker<CallState>,
+    limits: &Limits,
+) -> Result<Vec<u8>, InitializationError> {
+    let mut call = CallStore::on_engine(
+        runtime.engine(),
+        runtime.config().fuel_metering,
+        plugin,
+        Arc::new(Change::default()),
+        limits,
+    )
+    .map_err(InitializationError::Stopped)?;
+    let store = &mut call.store;
+    let result = tokio::time::timeout_at(call.deadline.into(), async {
+        let instance = linker.instantiate_async(&mut *store, component).await?;
+        let interface = instance
+            .get_export_index(&mut *store, None, &initialization_export())
+            .ok_or_else(|| wasmtime::format_err!("no `{}` export", initialization_export()))?;
+        let initialize = instance
+            .get_export_index(&mut *store, Some(&interface), INITIALIZE)
+            .ok_or_else(|| {
+                wasmtime::format_err!("`{}` has no `{INITIALIZE}`", initialization_export())
+            })?;
+        instance
+            .get_typed_func::<(), ()>(&mut *store, &initialize)?
+            .call_async(&mut *store, ())
+            .await?;
+        let mut access = SnapshotAccess {
+            store: &mut *store,
+            instance,
+            error: None,
+        };
+        let snapshot = wizer.snapshot_component(context, &mut access).await;
+        if let Some(err) = access.error {
+            return Err(err);
+        }
+        snapshot.map(Ok::<Vec<u8>, String>)
+    })
+    .await;
+    let report = call.finish(result, Ok);
+    match report.outcome {
+        CallOutcome::Completed(snapshot) => Ok(snapshot),
+        CallOutcome::Stopped(failure) => Err(InitializationError::Stopped(failure)),
+        // `initialize` returns nothing, so it cannot refuse.
+        CallOutcome::Refused(reason) => Err(InitializationError::Stopped(Failure::new(
+            FailureKind::Trap,
+            reason,
+        ))),
+    }
+}
+
+/// Lets wasmtime-wizer read the initialised instance's state through the
+/// accessor functions its instrumentation exported. Those calls run under
+/// the same deadline and limits; their first error is kept (the trait has
+/// no way to return one) and the snapshot is then discarded.
+struct SnapshotAccess<'a> {
+    store: &'a mut Store<CallState>,
+    instance: Instance,
+    error: Option<wasmtime::Error>,
+}
+
+impl SnapshotAccess<'_> {
+    async fn call<R>(&mut self, interface: &str, func: &str) -> Option<R>
+    where
+        R: wasmtime::component::Lift + Send + Sync + 'static,
+    {
+        if self.error.is_some() {
+            return None;
+        }
+        let result = async {
+            let interface_index = self
+                .instance
+                .get_export_index(&mut *self.store, None, interface)
+                .ok_or_else(|| wasmtime::format_err!("no `{interface}` export"))?;
+            let func_index = self
+                .instance
+                .get_export_index(&mut *self.store, Some(&interface_index), func)
+                .ok_or_else(|| wasmtime::format_err!("`{interface}` has no `{func}`"))?;
+            let typed = self
+                .instance
+                .get_typed_func::<(), (R,)>(&mut *self.store, &func_index)?;
+            let (value,) = typed.call_async(&mut *self.store, ()).await?;
+            wasmtime::Result::Ok(value)
+        }
+        .await;
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.error = Some(err);
+                None
+            }
+        }
+    }
+}
+
+impl ComponentInstanceState for SnapshotAccess<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        match self.call::<WasmList<u8>>(instance, func).await {
+            Some(list) => contents(list.as_le_slice(&*self.store)),
+            None => contents(&[]),
+        }
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func).await.unwrap_or_default()
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func).await.unwrap_or_default()
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call::<f32>(instance, func)
+            .await
+            .map(f32::to_bits)
+            .unwrap_or_default()
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call::<f64>(instance, func)
+            .await
+            .map(f64::to_bits)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_core_modules_scan_as_exporting_nothing() {
+        assert_eq!(scan_exports(b"not wasm"), ExportScan::default());
+        assert_eq!(scan_exports(b"\0asm\x01\0\0\0"), ExportScan::default());
+    }
+}
