@@ -246,7 +246,9 @@ pub fn heavy_validators(bench: &Bench) -> anyhow::Result<Outcome> {
             )?);
             Ok(())
         };
-        let samples = time_interleaved(budget, &mut [&mut native, &mut wasm])?;
+        let operations: &mut [&mut dyn FnMut() -> anyhow::Result<()>] =
+            &mut [&mut native, &mut wasm];
+        let samples = time_interleaved(budget, operations)?;
         let (native_samples, wasm_samples) = (&samples[0], &samples[1]);
         let r = wasm_samples.median().as_secs_f64() / native_samples.median().as_secs_f64();
         section.row(vec![
@@ -710,18 +712,17 @@ pub fn interruption_cost(bench: &Bench) -> anyhow::Result<Outcome> {
             .iter()
             .map(|(_, runtime)| Ok(CairnPeer::load(runtime, Path::new(guest))?.with_limits(limits)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut calls: Vec<Box<dyn FnMut() -> anyhow::Result<()> + '_>> = peers
+        let config = &config;
+        let mut calls: Vec<_> = peers
             .iter()
             .map(|peer| {
-                Box::new(|| {
-                    black_box(completed(peer.validate(&workload.host, &config))?);
-                    Ok(())
-                }) as Box<dyn FnMut() -> anyhow::Result<()> + '_>
+                move || {
+                    black_box(completed(peer.validate(&workload.host, config))?);
+                    anyhow::Ok(())
+                }
             })
             .collect();
-        let mut operations: Vec<&mut (dyn FnMut() -> anyhow::Result<()> + '_)> =
-            calls.iter_mut().map(|call| &mut **call).collect();
-        let medians: Vec<Duration> = time_interleaved(budget, &mut operations)?
+        let medians: Vec<Duration> = time_interleaved(budget, &mut calls)?
             .iter()
             .map(Samples::median)
             .collect();

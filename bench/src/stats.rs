@@ -87,9 +87,10 @@ pub fn time_each<T>(
 /// them alike instead of on whichever block was running; the ratios of
 /// their medians are what the comparisons quote. The budget is per
 /// operation.
-pub fn time_interleaved<'a>(
+/// Operations of different types go in as `&mut dyn FnMut`s.
+pub fn time_interleaved(
     budget: Budget,
-    operations: &mut [&mut (dyn FnMut() -> anyhow::Result<()> + 'a)],
+    operations: &mut [impl FnMut() -> anyhow::Result<()>],
 ) -> anyhow::Result<Vec<Samples>> {
     let timed = |operation: &mut dyn FnMut() -> anyhow::Result<()>| {
         let start = Instant::now();
@@ -99,7 +100,7 @@ pub fn time_interleaved<'a>(
     let warm_up = budget.min.div_ceil(10).max(1);
     for operation in operations.iter_mut() {
         for _ in 0..warm_up {
-            timed(&mut **operation)?;
+            timed(operation)?;
         }
     }
     let mut samples = vec![Samples::default(); operations.len()];
@@ -109,7 +110,7 @@ pub fn time_interleaved<'a>(
     let time = budget.time * u32::try_from(operations.len()).unwrap_or(u32::MAX);
     while rounds < budget.max && (rounds < budget.min || start.elapsed() < time) {
         for (operation, samples) in operations.iter_mut().zip(samples.iter_mut()) {
-            samples.values.push(timed(&mut **operation)?);
+            samples.values.push(timed(operation)?);
         }
         rounds += 1;
     }
@@ -147,8 +148,8 @@ mod tests {
             order_cell.borrow_mut().push('b');
             anyhow::Ok(())
         };
-        let samples =
-            time_interleaved(Budget::new(Duration::ZERO, 3, 3), &mut [&mut a, &mut b]).unwrap();
+        let operations: &mut [&mut dyn FnMut() -> anyhow::Result<()>] = &mut [&mut a, &mut b];
+        let samples = time_interleaved(Budget::new(Duration::ZERO, 3, 3), operations).unwrap();
         assert_eq!(samples.len(), 2);
         assert!(samples.iter().all(|s| s.len() == 3));
         // One warm-up call each, then a and b alternate.
