@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use cairn_host::{
-    CallOutcome, Checkpoint, FailureKind, InstanceAllocation, Limits, Runtime, RuntimeConfig,
-    ValidatorRun,
-};
+use cairn_host::check::plan::{AdHocCheckpoint, AdHocPlugin, Plan};
+use cairn_host::check::{self, LoadedPlugins, NoProgress};
+use cairn_host::{CallOutcome, FailureKind, InstanceAllocation, Limits, Runtime, RuntimeConfig};
 use cairn_tests::guests;
 use wasmtime::component::Component;
 
@@ -314,20 +313,28 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Outcome> {
         Mode::Full => (40, 5),
         Mode::Quick => (1, 1),
     };
-    let runs: Vec<ValidatorRun> = CHECKPOINT
-        .iter()
-        .map(|(guest, config, _)| {
-            Ok(ValidatorRun {
-                plugin: bench
-                    .runtime
-                    .load_file(Path::new(guest), None)
-                    .with_context(|| format!("cannot load {guest}"))?,
-                config: (*config).to_owned(),
-                limits: Limits::default(),
+    // The checkpoint `cairn check` would run: an ad-hoc plan of the five
+    // validators, each with its config, through the library's one runner.
+    let plan = Arc::new(Plan::ad_hoc(
+        AdHocCheckpoint::default(),
+        CHECKPOINT
+            .iter()
+            .map(|(guest, config, _)| AdHocPlugin {
+                config: Some((*config).to_owned()),
+                ..AdHocPlugin::new(*guest)
             })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let validations = passes * changes.len() * runs.len();
+            .collect(),
+    ));
+    let plugins = Arc::new(
+        check::load_plugins(
+            &bench.runtime,
+            &plan,
+            plan.plugins.keys().map(String::as_str),
+            &NoProgress,
+        )
+        .context("cannot load the checkpoint's plugins")?,
+    );
+    let validations = passes * changes.len() * CHECKPOINT.len();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(bench.cores)
         .enable_all()
@@ -336,7 +343,7 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Outcome> {
 
     let cairn_rates = collect(Budget::new(Duration::ZERO, rounds, rounds), || {
         let start = Instant::now();
-        let completed = tokio.block_on(run_checkpoints(&runs, &changes, passes))?;
+        let completed = tokio.block_on(run_checkpoints(&plan, &plugins, &changes, passes))?;
         ensure!(
             completed == validations,
             "{} of {validations} validations completed",
@@ -360,7 +367,8 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Outcome> {
              configs of `examples/cairn.toml`, on each of the {} example changes \
              (`examples/changes`), {passes} times over: {validations} validations per round, \
              median of {rounds} rounds. cairn runs each change's checkpoint with \
-             `run_validators` (every validator its own task and fresh instance) on a tokio \
+             `check::run_checkpoint` (every validator its own task and fresh instance, the \
+             gate decided) on a tokio \
              runtime with one worker per core, 8 changes in flight; native runs the same \
              rules on one thread per core.",
             changes.len()
@@ -390,25 +398,30 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Outcome> {
 /// Runs the checkpoint on every change `passes` times; returns how many
 /// validations completed.
 async fn run_checkpoints(
-    runs: &[ValidatorRun],
+    plan: &Arc<Plan>,
+    plugins: &Arc<LoadedPlugins>,
     changes: &[Workload],
     passes: usize,
 ) -> anyhow::Result<usize> {
-    // Bounded so the instances alive at once stay inside the pool.
+    // 8 changes in flight, as before admission control existed, so figures
+    // stay comparable; admission would hold any excess back anyway.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(8));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..passes {
         for change in changes {
             let permit = Arc::clone(&in_flight).acquire_owned().await?;
-            let runs = runs.to_vec();
+            let plan = Arc::clone(plan);
+            let plugins = Arc::clone(plugins);
             let change = Arc::clone(&change.host);
             tasks.spawn(async move {
-                let reports =
-                    cairn_host::run_validators(runs, change, &Checkpoint::default()).await;
+                let result =
+                    check::run_checkpoint(&plan, &plan.checkpoints[0], &plugins, change, "bench")
+                        .await;
                 drop(permit);
-                reports
+                result
+                    .validators
                     .iter()
-                    .filter(|r| matches!(r.outcome, CallOutcome::Completed(_)))
+                    .filter(|v| matches!(v.report.outcome, CallOutcome::Completed(_)))
                     .count()
             });
         }
@@ -513,7 +526,7 @@ pub fn load(bench: &Bench) -> anyhow::Result<Outcome> {
             Ok(start.elapsed())
         })?;
         // Compiles once more and fills the cache.
-        let sha256 = fresh.load_bytes(language, &wasm, None)?.sha256().to_owned();
+        let sha256 = fresh.load_bytes(language, &wasm, None)?.sha256();
         let cached = time_each(budget, || {
             cache
                 .load_or_compile(fresh.engine(), &wasm, &sha256)

@@ -42,7 +42,7 @@ pub fn to_rules(change: &Change) -> cairn_rules::Change {
             .map(|doc| {
                 cairn_rules::Document::new(
                     doc.path.clone(),
-                    doc.media_type.clone(),
+                    doc.media_type.as_str().to_owned(),
                     doc.before.clone(),
                     doc.after.clone(),
                 )
@@ -102,7 +102,7 @@ pub fn peer_input(change: &Change, config: &str) -> String {
         .documents()
         .map(|doc| InputDocument {
             path: &doc.path,
-            media_type: &doc.media_type,
+            media_type: doc.media_type.as_str(),
             status: doc.status(),
             before: doc.before.as_deref().map(String::from_utf8_lossy),
             after: doc.after.as_deref().map(String::from_utf8_lossy),

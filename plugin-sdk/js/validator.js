@@ -21,6 +21,10 @@ export { log, pluginInfo, Refusal } from './common.js';
 /**
  * @typedef {'added' | 'modified' | 'deleted' | 'unchanged'} DocStatus
  * @typedef {{ path: string, mediaType: string, status: DocStatus }} Document
+ *   `mediaType` is exactly what the host sent: one of the `MediaType` values,
+ *   assigned from the file extension, or any string a change bundle set
+ *   (`image/png`). Test it with `parseMediaType(doc.mediaType)`.
+ * @typedef {typeof MediaType[keyof typeof MediaType]} KnownMediaType
  * @typedef {{ name: string, index: number, environment: string,
  *             rolloutPercent: number, changeId: string }} Checkpoint
  * @typedef {'info' | 'warning' | 'error'} Severity
@@ -32,6 +36,45 @@ export { log, pluginInfo, Refusal } from './common.js';
  * @typedef {{ document?: string, pointer?: string, line?: number,
  *             column?: number, hint?: string }} Where
  */
+
+/**
+ * The media types the host assigns a document from its file extension. A
+ * change bundle may override a document's media type with any other string
+ * (`image/png`).
+ */
+export const MediaType = Object.freeze({
+  /** `.json` files. */
+  JSON: 'application/json',
+  /** `.yaml` and `.yml` files. */
+  YAML: 'application/yaml',
+  /** `.toml` files. */
+  TOML: 'application/toml',
+  /** `.txt`, `.md`, `.csv` and `.sql` files. */
+  TEXT: 'text/plain',
+  /** Files with any other extension. */
+  OCTET_STREAM: 'application/octet-stream',
+});
+
+const KNOWN_MEDIA_TYPES = new Set(Object.values(MediaType));
+
+/**
+ * The `MediaType` value that `mediaType` names, or `mediaType` unchanged if
+ * it names none of them. The five match case-insensitively (ASCII), ignoring
+ * parameters after a `;` and spaces or tabs around the type:
+ * `parseMediaType('Application/JSON; charset=utf-8') === MediaType.JSON`.
+ * @param {string} mediaType
+ * @returns {KnownMediaType | string}
+ */
+export function parseMediaType(mediaType) {
+  const essence = mediaType.split(';', 1)[0].replace(/^[ \t]+|[ \t]+$/g, '');
+  if (/^[\x00-\x7f]*$/.test(essence)) {
+    const lower = essence.toLowerCase();
+    if (KNOWN_MEDIA_TYPES.has(lower)) {
+      return lower;
+    }
+  }
+  return mediaType;
+}
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const lossyUtf8 = new TextDecoder('utf-8', { ignoreBOM: true });

@@ -54,8 +54,10 @@ macro_rules! export_validator {
 pub struct Document {
     /// Relative, `/`-separated path (`workflows/orders.json`).
     pub path: String,
-    /// `application/json`, `application/yaml`, `application/toml`,
-    /// `text/plain` or `application/octet-stream`.
+    /// The media type exactly as the host sent it. The host assigns one of
+    /// the five [`MediaType`]s from the file extension, but a change bundle
+    /// may override it with any string (`image/png`). Match on
+    /// [`Document::media`] instead of comparing this string.
     pub media_type: String,
     pub status: DocStatus,
 }
@@ -73,8 +75,119 @@ impl Document {
         self.status == DocStatus::Modified
     }
 
+    /// The media type, parsed: see [`MediaType::parse`].
+    pub fn media(&self) -> MediaType {
+        MediaType::parse(&self.media_type)
+    }
+
+    /// The media type is `application/json`.
     pub fn is_json(&self) -> bool {
-        self.media_type == "application/json"
+        MediaType::known(&self.media_type) == Some(MediaType::Json)
+    }
+
+    /// The media type is `application/yaml`.
+    pub fn is_yaml(&self) -> bool {
+        MediaType::known(&self.media_type) == Some(MediaType::Yaml)
+    }
+
+    /// The media type is `application/toml`.
+    pub fn is_toml(&self) -> bool {
+        MediaType::known(&self.media_type) == Some(MediaType::Toml)
+    }
+}
+
+/// The media type of a [`Document`].
+///
+/// The host assigns one of the first five from the file extension; a change
+/// bundle may override it with any string, which parses as
+/// [`MediaType::Other`].
+///
+/// ```
+/// use cairn_plugin_sdk::MediaType;
+///
+/// assert_eq!(MediaType::parse("application/json"), MediaType::Json);
+/// assert_eq!(MediaType::parse("Application/JSON; charset=utf-8"), MediaType::Json);
+/// assert_eq!(MediaType::parse("image/png"), MediaType::Other("image/png".into()));
+/// assert_eq!(MediaType::Yaml.as_str(), "application/yaml");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MediaType {
+    /// `application/json`: `.json` files.
+    Json,
+    /// `application/yaml`: `.yaml` and `.yml` files.
+    Yaml,
+    /// `application/toml`: `.toml` files.
+    Toml,
+    /// `text/plain`: `.txt`, `.md`, `.csv` and `.sql` files.
+    Text,
+    /// `application/octet-stream`: files with any other extension.
+    OctetStream,
+    /// Any other media type a change bundle set, exactly as given
+    /// (parameters and case kept). [`MediaType::parse`] never puts one of
+    /// the five known types here.
+    Other(String),
+}
+
+impl MediaType {
+    /// Parses a media type string as the host sends it.
+    ///
+    /// The five known types match case-insensitively (ASCII), ignoring
+    /// parameters after a `;` and spaces or tabs around the type
+    /// (`Application/JSON; charset=utf-8` is [`MediaType::Json`]). Anything
+    /// else is [`MediaType::Other`] holding the string unchanged.
+    pub fn parse(media_type: &str) -> MediaType {
+        MediaType::known(media_type).unwrap_or_else(|| MediaType::Other(media_type.to_owned()))
+    }
+
+    /// The known type `media_type` names, without allocating for others.
+    fn known(media_type: &str) -> Option<MediaType> {
+        let essence = media_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim_matches([' ', '\t']);
+        [
+            MediaType::Json,
+            MediaType::Yaml,
+            MediaType::Toml,
+            MediaType::Text,
+            MediaType::OctetStream,
+        ]
+        .into_iter()
+        .find(|known| known.as_str().eq_ignore_ascii_case(essence))
+    }
+
+    /// The media type string: the canonical lowercase form for the five
+    /// known types, the string as given for [`MediaType::Other`].
+    pub fn as_str(&self) -> &str {
+        match self {
+            MediaType::Json => "application/json",
+            MediaType::Yaml => "application/yaml",
+            MediaType::Toml => "application/toml",
+            MediaType::Text => "text/plain",
+            MediaType::OctetStream => "application/octet-stream",
+            MediaType::Other(other) => other,
+        }
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    /// Writes [`MediaType::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for MediaType {
+    /// Same as [`MediaType::parse`].
+    fn from(media_type: &str) -> Self {
+        MediaType::parse(media_type)
+    }
+}
+
+impl AsRef<str> for MediaType {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -301,6 +414,85 @@ mod tests {
         assert_eq!(Verdict::from_findings(warn).outcome, Outcome::Warn);
         let fail = vec![Finding::warning("r", "m"), Finding::error("r", "m")];
         assert_eq!(Verdict::from_findings(fail).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn media_types_the_host_assigns_parse_to_their_variants() {
+        let known = [
+            ("application/json", MediaType::Json),
+            ("application/yaml", MediaType::Yaml),
+            ("application/toml", MediaType::Toml),
+            ("text/plain", MediaType::Text),
+            ("application/octet-stream", MediaType::OctetStream),
+        ];
+        for (text, media_type) in known {
+            assert_eq!(MediaType::parse(text), media_type);
+            assert_eq!(media_type.as_str(), text);
+            assert_eq!(media_type.to_string(), text);
+            assert_eq!(MediaType::from(text), media_type);
+        }
+    }
+
+    #[test]
+    fn media_type_parsing_ignores_case_parameters_and_spaces() {
+        assert_eq!(MediaType::parse("Application/JSON"), MediaType::Json);
+        assert_eq!(
+            MediaType::parse("application/json; charset=utf-8"),
+            MediaType::Json
+        );
+        assert_eq!(
+            MediaType::parse(" TEXT/Plain ;format=flowed"),
+            MediaType::Text
+        );
+        assert_eq!(MediaType::parse("application/yaml;"), MediaType::Yaml);
+        // The canonical form, not the string as given.
+        assert_eq!(
+            MediaType::parse("Application/TOML; x=y").as_str(),
+            "application/toml"
+        );
+    }
+
+    #[test]
+    fn other_media_types_are_kept_as_given() {
+        for text in [
+            "image/png",
+            "Image/PNG; q=1",
+            "",
+            "application/json5",
+            "application/jsonx",
+            "application/x-yaml",
+            "text/plain-ish",
+            "json",
+            "application/json/extra",
+            // Non-ASCII is never folded or trimmed.
+            "application/octet-stream\u{212A}",
+        ] {
+            let parsed = MediaType::parse(text);
+            assert_eq!(parsed, MediaType::Other(text.to_owned()), "{text:?}");
+            assert_eq!(parsed.as_str(), text);
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn document_predicates_use_the_parsed_media_type() {
+        let doc = |media_type: &str| Document {
+            path: "a".into(),
+            media_type: media_type.into(),
+            status: DocStatus::Added,
+        };
+        assert!(doc("application/json").is_json());
+        assert!(doc("application/JSON;charset=utf-8").is_json());
+        assert!(!doc("application/json5").is_json());
+        assert!(!doc("application/yaml").is_json());
+        assert!(doc("application/yaml").is_yaml());
+        assert!(doc("application/toml").is_toml());
+        assert!(!doc("text/plain").is_toml());
+        assert_eq!(doc("text/plain").media(), MediaType::Text);
+        assert_eq!(
+            doc("image/png").media(),
+            MediaType::Other("image/png".into())
+        );
     }
 
     #[test]

@@ -5,7 +5,14 @@
 // tests/conformance/secrets-scan.
 
 import { Refusal, log, pluginInfo } from 'cairn-plugin-sdk/common';
-import { error, exportValidator, utf8OrUndefined, verdict } from 'cairn-plugin-sdk/validator';
+import {
+  MediaType,
+  error,
+  exportValidator,
+  parseMediaType,
+  utf8OrUndefined,
+  verdict,
+} from 'cairn-plugin-sdk/validator';
 
 const CONFIG_SCHEMA =
   '{"type":"object","properties":{"allow":{"type":"array","items":{"type":"string"}}},' +
@@ -171,7 +178,7 @@ export const validation = exportValidator({
       if (text === undefined) continue; // binary: not a config document
       scanned += 1;
       let parsed;
-      if (doc.mediaType === 'application/json') {
+      if (parseMediaType(doc.mediaType) === MediaType.JSON) {
         try {
           parsed = { value: JSON.parse(text) };
         } catch {

@@ -4,41 +4,54 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_host::{
-    Change, Checkpoint, Document, FailureKind, Limits, Outcome, ValidatorRun, run_validators,
-};
+use cairn_host::check::plan::{AdHocCheckpoint, AdHocPlugin};
+use cairn_host::{Change, Checkpoint, Document, FailureKind, Limits, Outcome};
 
-use crate::util::{guests, harmless_change, load, sample_change, verdict};
+use crate::util::{
+    guests, harmless_change, load, run_ad_hoc_checkpoint, sample_change, verdict, within,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validators_of_a_checkpoint_run_concurrently_and_report_in_order() {
-    let sleeper = load(guests::FIXTURE);
-    let limits = Limits {
-        timeout: Duration::from_millis(500),
-        ..Limits::default()
+    let sleeper = || AdHocPlugin {
+        config: Some(r#"{"mode": "sleep"}"#.into()),
+        limits: Some(Limits {
+            timeout: Duration::from_millis(500),
+            ..Limits::default()
+        }),
+        ..AdHocPlugin::new(guests::FIXTURE)
     };
-    let mut runs: Vec<ValidatorRun> = (0..4)
-        .map(|_| ValidatorRun {
-            plugin: sleeper.clone(),
-            config: r#"{"mode": "sleep"}"#.into(),
-            limits,
-        })
-        .collect();
-    runs.push(ValidatorRun {
-        plugin: load(guests::NO_DELETES),
-        config: "{}".into(),
-        limits: Limits::default(),
-    });
+    let mut plugins: Vec<AdHocPlugin> = (0..4).map(|_| sleeper()).collect();
+    plugins.push(AdHocPlugin::new(guests::NO_DELETES));
 
     let started = Instant::now();
-    let reports = run_validators(runs, sample_change(), &Checkpoint::default()).await;
+    let result = within(
+        Duration::from_secs(30),
+        run_ad_hoc_checkpoint(
+            &cairn_tests::runtime(),
+            AdHocCheckpoint::default(),
+            plugins,
+            sample_change(),
+        ),
+    )
+    .await;
     let elapsed = started.elapsed();
 
-    assert_eq!(reports.len(), 5);
-    for report in &reports[..4] {
-        assert_eq!(report.failure_kind(), Some(FailureKind::Timeout));
+    let names: Vec<&str> = result.validators.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "fixture",
+            "fixture-2",
+            "fixture-3",
+            "fixture-4",
+            "no_deletes"
+        ]
+    );
+    for validator in &result.validators[..4] {
+        assert_eq!(validator.report.failure_kind(), Some(FailureKind::Timeout));
     }
-    assert_eq!(reports[4].plugin, "no_deletes");
+    assert_eq!(result.validators[4].report.plugin, "no_deletes");
     // Four 500 ms sleepers back to back would take 2 s.
     assert!(
         elapsed < Duration::from_millis(1500),

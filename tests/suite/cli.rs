@@ -2,7 +2,7 @@
 //! chain on stderr, and each documented exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -13,13 +13,10 @@ fn examples() -> PathBuf {
 }
 
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn-cli"))
-        .args(args)
-        .env("CAIRN_CACHE_DIR", cairn_tests::shared_cache_dir())
-        // Plugin projects build where build.rs built them: no second compile.
-        .env("CARGO_TARGET_DIR", cairn_tests::wasm_guests_target_dir())
-        .output()
-        .expect("cairn runs")
+    cairn_tests::run_bounded(
+        cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli")).args(args),
+        cairn_tests::SUBPROCESS_BOUND,
+    )
 }
 
 fn stdout(output: &Output) -> String {
@@ -350,4 +347,39 @@ fn plugin_logs_carry_the_plugin_and_checkpoint_names() {
     let record: Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(record["fields"]["plugin"], "fixture", "{record}");
     assert_eq!(record["span"]["checkpoint"], "canary-5", "{record}");
+}
+
+#[test]
+fn compile_error_prints_its_real_cause_chain() {
+    // A component cut in half: it has the component preamble, so it is
+    // compiled, and the compiler says why it cannot be.
+    let bytes = std::fs::read(guests::NO_DELETES).expect("guest reads");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let out = cairn(&[
+        "--no-cache",
+        "validate",
+        &truncated.display().to_string(),
+        "--change",
+        &example("safe-edit"),
+    ]);
+    assert_eq!(out.status.code(), Some(67), "{}", stderr(&out));
+    let err = stderr(&out);
+    let causes: Vec<&str> = err
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("caused by: "))
+        .collect();
+    assert!(
+        err.starts_with("error: cannot load plugin"),
+        "the error says what: {err}"
+    );
+    assert!(
+        causes.iter().any(|c| c.contains("invalid component")),
+        "the load error is a cause: {err}"
+    );
+    assert!(
+        causes.len() >= 2,
+        "the compiler's own reason follows as further causes, not flattened away: {err}"
+    );
 }

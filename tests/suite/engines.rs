@@ -8,7 +8,24 @@ use std::time::Duration;
 use cairn_host::{CallOutcome, FailureKind, InstanceAllocation, Limits, Runtime, RuntimeConfig};
 use serde_json::json;
 
-use crate::util::{guests, validate_on, verdict};
+use crate::util::{guests, validate_on, verdict, within};
+
+/// Room an outer bound leaves past the deadline of the call it bounds:
+/// loading the guest (a compile on a cold cache, once per runtime) on a busy
+/// machine. A call stopped by its limit ends well inside it; only a broken
+/// limit comes near this.
+const SLACK: Duration = Duration::from_secs(60);
+
+/// Outer bound of one call under `limits`: its deadline plus `SLACK`.
+fn bound(limits: &Limits) -> Duration {
+    limits.timeout + SLACK
+}
+
+/// Outer bound of the call that nothing stops (no epoch checks, no fuel):
+/// 200 M rounds of pure computation, well under a second here, leave a wide
+/// margin for a slower or busy machine. Past it the computation is hung, not
+/// slow.
+const UNCHECKED_BOUND: Duration = Duration::from_secs(120);
 
 fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -28,7 +45,11 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
         memory_bytes: 8 << 20,
         ..Limits::default()
     };
-    let report = validate_on(&runtime, guests::FIXTURE, &json!({"mode": "alloc"}), &bomb).await;
+    let report = within(
+        bound(&bomb),
+        validate_on(&runtime, guests::FIXTURE, &json!({"mode": "alloc"}), &bomb),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::MemoryLimit),
@@ -40,7 +61,11 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
         timeout: Duration::from_millis(100),
         ..Limits::default()
     };
-    let report = validate_on(&runtime, guests::FIXTURE, &json!({"mode": "loop"}), &short).await;
+    let report = within(
+        bound(&short),
+        validate_on(&runtime, guests::FIXTURE, &json!({"mode": "loop"}), &short),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Timeout),
@@ -50,7 +75,12 @@ async fn the_on_demand_allocator_keeps_the_memory_and_time_limits() {
 
     // And it still serves: the next call completes with the plugin's answer
     // (the sample change deletes a document).
-    let report = validate_on(&runtime, guests::NO_DELETES, &json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(
+        bound(&limits),
+        validate_on(&runtime, guests::NO_DELETES, &json!({}), &limits),
+    )
+    .await;
     assert_eq!(verdict(&report).outcome, cairn_host::Outcome::Fail);
     assert_eq!(verdict(&report).findings[0].rule, "no-deletes/deleted");
 }
@@ -67,7 +97,11 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
         epoch_interruption: false,
         ..RuntimeConfig::default()
     });
-    let report = validate_on(&unchecked, guests::FIXTURE, &long, &deadline).await;
+    let report = within(
+        UNCHECKED_BOUND,
+        validate_on(&unchecked, guests::FIXTURE, &long, &deadline),
+    )
+    .await;
     assert!(
         matches!(report.outcome, CallOutcome::Completed(_)),
         "nothing checks the deadline inside the loop: {report:#?}"
@@ -76,7 +110,11 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
 
     // The default runtime stops the same call at its deadline.
     let checked = runtime(RuntimeConfig::default());
-    let report = validate_on(&checked, guests::FIXTURE, &long, &deadline).await;
+    let report = within(
+        bound(&deadline),
+        validate_on(&checked, guests::FIXTURE, &long, &deadline),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Timeout),
@@ -94,7 +132,14 @@ async fn without_epoch_checks_pure_computation_outlives_its_deadline_and_fuel_st
         timeout: Duration::from_secs(10),
         ..Limits::default()
     };
-    let report = validate_on(&fuel_only, guests::FIXTURE, &long, &budget).await;
+    // Without epoch checks nothing enforces this call's 10 s deadline: the
+    // fuel budget is its only limit, and the outer bound stands in for the
+    // deadline.
+    let report = within(
+        bound(&budget),
+        validate_on(&fuel_only, guests::FIXTURE, &long, &budget),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::FuelExhausted),

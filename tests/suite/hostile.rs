@@ -3,18 +3,35 @@
 
 use std::time::Duration;
 
+use cairn_host::check::gate::{self, OnError};
+use cairn_host::check::plan::GateRules;
 use cairn_host::{CallOutcome, FailureKind, Limits, Outcome, Runtime, RuntimeConfig};
 use serde_json::json;
 
-use crate::util::{assert_host_still_serves, limits_with_timeout, run_fixture, verdict};
+use crate::util::{assert_host_still_serves, limits_with_timeout, run_fixture, verdict, within};
 
 /// Slack allowed past a deadline in these tests. The deadline itself is
 /// checked every millisecond; the margin absorbs a loaded CI machine. The
 /// benchmark measures the real overshoot.
 const MARGIN: Duration = Duration::from_millis(250);
 
+/// Room an outer bound leaves past the deadline of the call it bounds:
+/// loading the fixture (a compile on a cold cache) on a busy machine. A
+/// call stopped by its limit ends within `MARGIN` of its deadline; only a
+/// broken limit comes near this.
+const SLACK: Duration = Duration::from_secs(60);
+
+/// Outer bound of one fixture call under `limits`: its deadline plus `SLACK`.
+fn bound(limits: &Limits) -> Duration {
+    limits.timeout + SLACK
+}
+
+/// Outer bound of `assert_host_still_serves`: two calls under the default
+/// limits (a 1 s deadline each), plus `SLACK`.
+const STILL_SERVES_BOUND: Duration = Duration::from_secs(62);
+
 async fn assert_stopped(mode: &str, kind: FailureKind, limits: Limits) -> cairn_host::Failure {
-    let report = run_fixture(mode, json!({}), &limits).await;
+    let report = within(bound(&limits), run_fixture(mode, json!({}), &limits)).await;
     assert_eq!(report.failure_kind(), Some(kind), "{mode}: {report:#?}");
     assert!(
         report.elapsed <= limits.timeout + MARGIN,
@@ -22,7 +39,7 @@ async fn assert_stopped(mode: &str, kind: FailureKind, limits: Limits) -> cairn_
         report.elapsed,
         limits.timeout
     );
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
     match report.outcome {
         CallOutcome::Stopped(failure) => failure,
         _ => unreachable!("kind checked above"),
@@ -32,7 +49,8 @@ async fn assert_stopped(mode: &str, kind: FailureKind, limits: Limits) -> cairn_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_state_survives_between_calls_even_when_memory_slots_are_reused() {
     for _ in 0..5 {
-        let report = run_fixture("count", json!({}), &Limits::default()).await;
+        let limits = Limits::default();
+        let report = within(bound(&limits), run_fixture("count", json!({}), &limits)).await;
         assert_eq!(
             verdict(&report).summary.as_deref(),
             Some("calls=1 hoarded=1")
@@ -50,7 +68,7 @@ async fn infinite_loop_is_stopped_at_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_second_wasi_sleep_is_cut_at_the_deadline() {
     let limits = limits_with_timeout(Duration::from_millis(200));
-    let report = run_fixture("sleep", json!({}), &limits).await;
+    let report = within(bound(&limits), run_fixture("sleep", json!({}), &limits)).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Timeout),
@@ -66,7 +84,7 @@ async fn ten_second_wasi_sleep_is_cut_at_the_deadline() {
         "ran {:?}",
         report.elapsed
     );
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +111,7 @@ async fn peak_memory_stays_under_the_limit_and_is_reported() {
         memory_bytes: 32 << 20,
         ..Limits::default()
     };
-    let report = run_fixture("alloc", json!({}), &limits).await;
+    let report = within(bound(&limits), run_fixture("alloc", json!({}), &limits)).await;
     assert!(
         report.peak_memory_bytes > 16 << 20,
         "{}",
@@ -136,18 +154,22 @@ async fn unreachable_is_a_trap_with_a_wasm_backtrace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_flood_is_capped_and_counted_without_failing_the_plugin() {
     let limits = Limits::default();
-    let report = run_fixture("log-flood", json!({}), &limits).await;
+    let report = within(bound(&limits), run_fixture("log-flood", json!({}), &limits)).await;
     assert_eq!(verdict(&report).outcome, Outcome::Pass);
     let kept: usize = report.output.logs.iter().map(|r| r.message.len()).sum();
     assert!(kept <= limits.output_bytes, "kept {kept} bytes");
     assert_eq!(kept as u64 + report.output.dropped_bytes, 10_000 * 1024);
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_flood_is_capped_and_println_does_not_panic() {
     let limits = Limits::default();
-    let report = run_fixture("stdout-flood", json!({}), &limits).await;
+    let report = within(
+        bound(&limits),
+        run_fixture("stdout-flood", json!({}), &limits),
+    )
+    .await;
     let verdict = verdict(&report);
     assert_eq!(
         verdict.summary.as_deref(),
@@ -156,17 +178,21 @@ async fn stdout_flood_is_capped_and_println_does_not_panic() {
     let kept = report.output.stdout.len() + report.output.stderr.len();
     assert_eq!(kept, limits.output_bytes);
     assert_eq!(kept as u64 + report.output.dropped_bytes, 2 * 10_000 * 1024);
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn findings_flood_is_truncated_and_counted() {
     let limits = Limits::default();
-    let report = run_fixture("findings-flood", json!({}), &limits).await;
+    let report = within(
+        bound(&limits),
+        run_fixture("findings-flood", json!({}), &limits),
+    )
+    .await;
     let verdict = verdict(&report);
     assert_eq!(verdict.findings.len(), limits.max_findings);
     assert_eq!(verdict.findings_dropped, 100_000 - limits.max_findings);
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 
 /// Every probe of the fixture must have been denied.
@@ -184,14 +210,16 @@ fn assert_all_denied(report: &cairn_host::CallReport<cairn_host::Verdict>, expec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_files_cannot_be_read_listed_or_written() {
-    let report = run_fixture("read-file", json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(bound(&limits), run_fixture("read-file", json!({}), &limits)).await;
     assert_all_denied(&report, 4);
     assert!(!std::path::Path::new("/tmp/cairn-escape").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_vars_and_args_are_empty() {
-    let report = run_fixture("read-env", json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(bound(&limits), run_fixture("read-env", json!({}), &limits)).await;
     let messages: Vec<&str> = verdict(&report)
         .findings
         .iter()
@@ -208,7 +236,12 @@ async fn sockets_cannot_connect_listen_bind_or_resolve() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("local addr").port();
-    let report = run_fixture("open-socket", json!({ "port": port }), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(
+        bound(&limits),
+        run_fixture("open-socket", json!({ "port": port }), &limits),
+    )
+    .await;
     assert_all_denied(&report, 4);
     let accepted = listener.accept();
     assert!(
@@ -219,41 +252,44 @@ async fn sockets_cannot_connect_listen_bind_or_resolve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_is_frozen_at_the_epoch() {
-    let report = run_fixture("clock", json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(bound(&limits), run_fixture("clock", json!({}), &limits)).await;
     assert_eq!(verdict(&report).summary.as_deref(), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdict_breaking_the_contract_is_invalid_output() {
-    let report = run_fixture("invalid-output", json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(
+        bound(&limits),
+        run_fixture("invalid-output", json!({}), &limits),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::InvalidOutput),
         "{report:#?}"
     );
-    assert_host_still_serves().await;
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_refusal_is_kept_apart_from_sandbox_failures() {
-    let report = run_fixture("refuse", json!({}), &Limits::default()).await;
+    let limits = Limits::default();
+    let report = within(bound(&limits), run_fixture("refuse", json!({}), &limits)).await;
     assert_eq!(
         report.outcome,
         CallOutcome::Refused("refusing on purpose".into())
     );
     assert_eq!(report.failure_kind(), None);
-    assert_eq!(
-        report.effective_outcome(cairn_host::OnError::Fail),
-        Outcome::Fail
-    );
-    assert_eq!(
-        report.effective_outcome(cairn_host::OnError::Warn),
-        Outcome::Warn
-    );
-    assert_eq!(
-        report.effective_outcome(cairn_host::OnError::Ignore),
-        Outcome::Pass
-    );
+    assert_eq!(counted_as(&report, OnError::Fail), Outcome::Fail);
+    assert_eq!(counted_as(&report, OnError::Warn), Outcome::Warn);
+    assert_eq!(counted_as(&report, OnError::Ignore), Outcome::Pass);
+}
+
+/// What a report counts as at a gate under `on_error`.
+fn counted_as(report: &cairn_host::CallReport<cairn_host::Verdict>, on_error: OnError) -> Outcome {
+    gate::count(report, on_error, false, &GateRules::default()).outcome
 }
 
 fn fuel_runtime() -> Runtime {
@@ -276,14 +312,17 @@ async fn fuel_budget_stops_a_long_computation_deterministically() {
         fuel: Some(100_000),
         ..Limits::default()
     };
-    let report = plugin
-        .validate(
+    // The fixture is loaded: the bound covers the call alone.
+    let report = within(
+        bound(&tight),
+        plugin.validate(
             crate::util::sample_change(),
             &Default::default(),
             &config,
             &tight,
-        )
-        .await;
+        ),
+    )
+    .await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::FuelExhausted),
@@ -292,22 +331,26 @@ async fn fuel_budget_stops_a_long_computation_deterministically() {
     assert_eq!(report.fuel_used, Some(100_000));
 
     let small = json!({ "mode": "compute", "rounds": 1000 }).to_string();
-    let first = plugin
-        .validate(
+    let first = within(
+        bound(&tight),
+        plugin.validate(
             crate::util::sample_change(),
             &Default::default(),
             &small,
             &tight,
-        )
-        .await;
-    let second = plugin
-        .validate(
+        ),
+    )
+    .await;
+    let second = within(
+        bound(&tight),
+        plugin.validate(
             crate::util::sample_change(),
             &Default::default(),
             &small,
             &tight,
-        )
-        .await;
+        ),
+    )
+    .await;
     assert_eq!(verdict(&first).outcome, Outcome::Pass);
     let used = first.fuel_used.expect("fuel is reported");
     assert!(used > 1000 && used < 100_000, "{used}");
@@ -320,7 +363,7 @@ async fn fuel_budget_without_fuel_metering_is_refused_up_front() {
         fuel: Some(1000),
         ..Limits::default()
     };
-    let report = run_fixture("behave", json!({}), &limits).await;
+    let report = within(bound(&limits), run_fixture("behave", json!({}), &limits)).await;
     assert_eq!(
         report.failure_kind(),
         Some(FailureKind::Load),

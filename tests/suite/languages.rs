@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use cairn_host::scaffold::{Kind, Lang, scaffold};
+use cairn_host::authoring::scaffold::{Kind, Lang, scaffold};
 use cairn_host::{
     CallOutcome, CallReport, Change, Checkpoint, Document, FailureKind, Fault, Limits, Outcome,
     Plugin, RequestInfo, Verdict,
 };
 use serde_json::{Value, json};
 
-use crate::util::{guests, verdict};
+use crate::util::{guests, verdict, within};
 
 /// Slack allowed past a deadline, as in `hostile.rs`: the deadline is
 /// checked every millisecond; the margin absorbs a loaded CI machine.
@@ -27,6 +27,21 @@ const MARGIN: Duration = Duration::from_millis(250);
 /// instantiation (a few ms from the pooled copy-on-write image), short
 /// enough to keep the suite fast.
 const HOSTILE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Room an outer bound leaves past the deadline of the hostile call it
+/// bounds. The plugins are loaded before the bound starts (`warm`), so it
+/// covers the call alone: a call stopped by its limit ends within `MARGIN`
+/// of its deadline; only a broken limit comes near this.
+const SLACK: Duration = Duration::from_secs(30);
+
+/// Outer bound of one hostile call under `limits`: its deadline plus `SLACK`.
+fn bound(limits: &Limits) -> Duration {
+    limits.timeout + SLACK
+}
+
+/// Outer bound of `assert_language_still_serves`: two calls under the
+/// default limits (a 1 s deadline each), plus `SLACK`.
+const STILL_SERVES_BOUND: Duration = Duration::from_secs(32);
 
 /// The secrets-scan check in each language, under the same name.
 const SECRETS_SCANS: [(&str, &str); 3] = [
@@ -49,6 +64,14 @@ fn loaded(path: &'static str) -> Plugin {
             .or_default(),
     );
     cell.get_or_init(|| crate::util::load(path)).clone()
+}
+
+/// Loads a hostile plugin and its language's secrets-scan ahead of the
+/// bounded calls: a cold compile of an interpreter component takes seconds
+/// (more on a busy machine), and is no limit under test.
+fn warm(hostile: &'static str, scan: &'static str) {
+    loaded(hostile);
+    loaded(scan);
 }
 
 fn corpus_dir() -> PathBuf {
@@ -235,7 +258,8 @@ async fn assert_stopped(
     kind: FailureKind,
     limits: Limits,
 ) -> cairn_host::Failure {
-    let report = run_hostile(hostile, mode, &limits).await;
+    warm(hostile, scan);
+    let report = within(bound(&limits), run_hostile(hostile, mode, &limits)).await;
     assert_eq!(report.failure_kind(), Some(kind), "{mode}: {report:#?}");
     assert!(
         report.elapsed <= limits.timeout + MARGIN,
@@ -243,7 +267,11 @@ async fn assert_stopped(
         report.elapsed,
         limits.timeout
     );
-    assert_language_still_serves(hostile, scan).await;
+    within(
+        STILL_SERVES_BOUND,
+        assert_language_still_serves(hostile, scan),
+    )
+    .await;
     match report.outcome {
         CallOutcome::Stopped(failure) => failure,
         _ => unreachable!("kind checked above"),
@@ -281,7 +309,8 @@ async fn python_and_js_infinite_loops_are_stopped_at_their_deadline() {
 async fn python_and_js_sleeps_are_cut_at_their_deadline_not_before() {
     for (lang, hostile, scan) in HOSTILE {
         let limits = with_timeout(HOSTILE_TIMEOUT);
-        let report = run_hostile(hostile, "sleep", &limits).await;
+        warm(hostile, scan);
+        let report = within(bound(&limits), run_hostile(hostile, "sleep", &limits)).await;
         assert_eq!(
             report.failure_kind(),
             Some(FailureKind::Timeout),
@@ -292,14 +321,20 @@ async fn python_and_js_sleeps_are_cut_at_their_deadline_not_before() {
             "{lang}: ran {:?}",
             report.elapsed
         );
-        assert_language_still_serves(hostile, scan).await;
+        within(
+            STILL_SERVES_BOUND,
+            assert_language_still_serves(hostile, scan),
+        )
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_short_sleeps_really_sleep_and_complete() {
-    for (lang, hostile, _) in HOSTILE {
-        let report = run_hostile(hostile, "nap", &Limits::default()).await;
+    for (lang, hostile, scan) in HOSTILE {
+        let limits = Limits::default();
+        warm(hostile, scan);
+        let report = within(bound(&limits), run_hostile(hostile, "nap", &limits)).await;
         assert_eq!(
             verdict(&report).summary.as_deref(),
             Some("woke up"),
@@ -331,11 +366,13 @@ async fn python_and_js_memory_bombs_hit_the_memory_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trivial_python_and_js_plugins_fit_the_default_memory_limit() {
-    for (lang, hostile, _) in HOSTILE {
-        let report = run_hostile(hostile, "behave", &Limits::default()).await;
+    for (lang, hostile, scan) in HOSTILE {
+        let limits = Limits::default();
+        warm(hostile, scan);
+        let report = within(bound(&limits), run_hostile(hostile, "behave", &limits)).await;
         assert_eq!(verdict(&report).outcome, Outcome::Pass, "{lang}");
         assert!(
-            report.peak_memory_bytes < Limits::default().memory_bytes / 2,
+            report.peak_memory_bytes < limits.memory_bytes / 2,
             "{lang} peaked at {} bytes",
             report.peak_memory_bytes
         );
@@ -356,22 +393,34 @@ fn build_scaffolded(lang: Lang, project: &Path) -> PathBuf {
             // The wasm guests' target dir already holds the SDK's compiled
             // dependencies.
             let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-guests");
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--release", "--target", "wasm32-wasip2"])
-                .current_dir(project)
-                .env("CARGO_TARGET_DIR", &target)
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .status()
-                .expect("run cargo");
-            assert!(status.success(), "the generated Rust project builds");
+            let output = cairn_tests::run_bounded(
+                std::process::Command::new(env!("CARGO"))
+                    .args(["build", "--release", "--target", "wasm32-wasip2"])
+                    .current_dir(project)
+                    .env("CARGO_TARGET_DIR", &target)
+                    .env_remove("RUSTFLAGS")
+                    .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+                cairn_tests::SUBPROCESS_BOUND,
+            );
+            assert!(
+                output.status.success(),
+                "the generated Rust project builds ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
             target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"))
         }
         Lang::Python | Lang::Js => {
-            let status = std::process::Command::new(project.join("build.sh"))
-                .status()
-                .expect("run build.sh");
-            assert!(status.success(), "the generated {lang} project builds");
+            let output = cairn_tests::run_bounded(
+                &mut std::process::Command::new(project.join("build.sh")),
+                cairn_tests::SUBPROCESS_BOUND,
+            );
+            assert!(
+                output.status.success(),
+                "the generated {lang} project builds ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
             project.join(format!("target/{crate_name}.wasm"))
         }
     }

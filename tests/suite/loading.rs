@@ -5,8 +5,10 @@ use std::path::Path;
 
 use std::time::Duration;
 
+use cairn_host::runtime::bindings::DetectError;
 use cairn_host::{
-    CallOutcome, Checkpoint, FailureKind, Fault, Limits, LoadError, RequestInfo, World,
+    CallOutcome, Checkpoint, ContractVersion, FailureKind, Fault, Limits, LoadError, RequestInfo,
+    Sha256Digest, World,
 };
 
 use crate::util::{guests, load, sample_change};
@@ -14,9 +16,21 @@ use crate::util::{guests, load, sample_change};
 fn load_bytes(
     name: &str,
     bytes: &[u8],
-    pin: Option<&str>,
+    pin: Option<&Sha256Digest>,
 ) -> Result<cairn_host::Plugin, LoadError> {
     cairn_tests::runtime().load_bytes(name, bytes, pin)
+}
+
+/// An error and its causes, one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn read(path: &str) -> Vec<u8> {
@@ -27,7 +41,8 @@ fn read(path: &str) -> Vec<u8> {
 fn validator_world_and_contract_version_are_detected() {
     let plugin = load(guests::NO_DELETES);
     assert_eq!(plugin.world(), World::Validator);
-    assert_eq!(plugin.wit_version(), "0.1.0");
+    assert_eq!(plugin.contract_version(), ContractVersion::V0_1);
+    assert_eq!(plugin.contract_version().as_str(), "0.1.0");
     assert_eq!(plugin.sha256().len(), 64);
     assert!(
         plugin
@@ -51,10 +66,20 @@ fn core_module_is_refused_as_not_a_component() {
 #[test]
 fn wasi_command_component_is_refused_as_not_a_plugin() {
     let err = load_bytes("cli-command", &read(guests::CLI_COMMAND), None).unwrap_err();
-    assert!(matches!(err, LoadError::NotAPlugin { .. }), "{err}");
     assert!(
-        err.to_string().contains("wasi:cli/run"),
-        "names what it found: {err}"
+        matches!(
+            err,
+            LoadError::Contract {
+                source: DetectError::NotAPlugin { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        chain(&err).contains("wasi:cli/run"),
+        "names what it found: {}",
+        chain(&err)
     );
 }
 
@@ -125,6 +150,9 @@ fn truncated_component_is_refused_with_the_parse_error() {
     let bytes = read(guests::NO_DELETES);
     let err = load_bytes("truncated", &bytes[..bytes.len() / 2], None).unwrap_err();
     assert!(matches!(err, LoadError::Compile { .. }), "{err}");
+    // The parser's own words survive as a cause, not flattened away.
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert!(chain(&err).len() > err.to_string().len(), "{}", chain(&err));
 }
 
 #[test]
@@ -135,11 +163,11 @@ fn garbage_is_refused_as_not_wasm() {
 
 #[test]
 fn digest_mismatch_refuses_to_load_and_names_both_digests() {
-    let wrong = "0".repeat(64);
+    let wrong: Sha256Digest = "0".repeat(64).parse().unwrap();
     let err = cairn_tests::runtime()
         .load_file(Path::new(guests::NO_DELETES), Some(&wrong))
         .unwrap_err();
-    let actual = load(guests::NO_DELETES).sha256().to_owned();
+    let actual = load(guests::NO_DELETES).digest();
     match &err {
         LoadError::DigestMismatch {
             expected,
@@ -152,19 +180,22 @@ fn digest_mismatch_refuses_to_load_and_names_both_digests() {
         other => panic!("{other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&wrong) && text.contains(&actual), "{text}");
+    assert!(
+        text.contains(&wrong.to_hex()) && text.contains(&actual.to_hex()),
+        "{text}"
+    );
 }
 
 #[test]
 fn matching_pin_loads() {
-    let actual = load(guests::NO_DELETES).sha256().to_owned();
+    let actual = load(guests::NO_DELETES).digest();
+    let pin: Sha256Digest = format!("sha256:{}", actual.to_hex().to_uppercase())
+        .parse()
+        .expect("a prefixed, upper-case pin parses");
     let pinned = cairn_tests::runtime()
-        .load_file(
-            Path::new(guests::NO_DELETES),
-            Some(&format!("sha256:{}", actual.to_uppercase())),
-        )
+        .load_file(Path::new(guests::NO_DELETES), Some(&pin))
         .expect("a matching pin loads");
-    assert_eq!(pinned.sha256(), actual);
+    assert_eq!(pinned.digest(), actual);
 }
 
 #[test]

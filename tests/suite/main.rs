@@ -19,6 +19,9 @@ mod preinit;
 mod roundtrip;
 // Validators of one checkpoint run concurrently; the example plugins work.
 mod checkpoint;
+// Admission control: calls wait for pool capacity; past the wait they are
+// `overloaded`, a host condition, never a plugin failure.
+mod admission;
 // The `cairn` command line: reports and exit codes.
 mod cli;
 // `cairn check` with plans: gates, every report format, lock, the example plan.

@@ -3,21 +3,17 @@
 //! with their location, `cairn lock`, and the bundled example plan.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::util::guests;
 
 fn cairn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn-cli"))
-        .args(args)
-        .env("CAIRN_CACHE_DIR", cairn_tests::shared_cache_dir())
-        // Plugin projects build where build.rs built them: no second compile.
-        .env("CARGO_TARGET_DIR", cairn_tests::wasm_guests_target_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("cairn runs")
+    cairn_tests::run_bounded(
+        cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli")).args(args),
+        cairn_tests::SUBPROCESS_BOUND,
+    )
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -197,7 +193,7 @@ fn json_report_validates_against_its_schema() {
     let out = plan.check("remove-connector", &["--format", "json", "--keep-going"]);
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let schema: Value =
-        serde_json::from_str(cairn_host::report::JSON_SCHEMA).expect("schema is JSON");
+        serde_json::from_str(cairn_host::check::report::JSON_SCHEMA).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let errors: Vec<String> = validator
         .iter_errors(&report)
@@ -694,5 +690,120 @@ fn example_plan_canary_judges_observed_metrics() {
     assert_eq!(
         example_check("canary-missing-metrics", &["canary-5"]).0,
         Some(3)
+    );
+}
+
+/// The fixture's `alloc` mode's report under a plan whose fixture has the
+/// limit `setting` written in the plan or given as a flag; returns the JSON
+/// validator entry.
+fn fixture_under_limit(plan_limits: &str, flags: &[&str], mode: &str) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = format!(
+        r#"
+[plugins.fixture]
+path = "{fixture}"
+{plan_limits}
+
+[[checkpoint]]
+name = "preflight"
+validators = [{{ plugin = "fixture", config = {{ mode = "{mode}" }} }}]
+"#,
+        fixture = guests::FIXTURE,
+    );
+    let plan_path = dir.path().join("cairn.toml");
+    std::fs::write(&plan_path, plan).expect("write plan");
+    let plan_path = plan_path.display().to_string();
+    let out = cairn(
+        &[
+            &[
+                "check",
+                "--plan",
+                &plan_path,
+                "--change",
+                &example_change("safe-edit"),
+                "--format",
+                "json",
+            ],
+            flags,
+        ]
+        .concat(),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("json report: {err}\n{}", text(&out.stderr)));
+    report["checkpoints"][0]["validators"][0].clone()
+}
+
+#[test]
+fn a_limit_in_the_plan_and_the_same_flag_mean_the_same_thing() {
+    // (setting, flag, tight value, the most lenient value in range, mode, kind)
+    for (setting, flag, value, lenient, mode, kind) in [
+        (
+            "timeout-ms",
+            "--timeout-ms",
+            "150",
+            "600000",
+            "sleep",
+            "timeout",
+        ),
+        (
+            "memory-mb",
+            "--memory-mb",
+            "2",
+            "4096",
+            "alloc",
+            "memory-limit",
+        ),
+    ] {
+        let in_plan =
+            fixture_under_limit(&format!("limits = {{ {setting} = {value} }}"), &[], mode);
+        let on_cli = fixture_under_limit("", &[flag, value], mode);
+        assert_eq!(in_plan["failure"]["kind"], kind, "{setting}: {in_plan:#}");
+        assert_eq!(
+            in_plan["failure"], on_cli["failure"],
+            "{setting} in the plan and {flag} on the command line differ"
+        );
+        // A flag replaces the plan's own setting.
+        let overridden = fixture_under_limit(
+            &format!("limits = {{ {setting} = {lenient} }}"),
+            &[flag, value],
+            mode,
+        );
+        assert_eq!(overridden["failure"], in_plan["failure"], "{setting}");
+    }
+}
+
+#[test]
+fn a_limit_out_of_range_is_refused_alike_in_the_plan_and_on_the_command_line() {
+    let plan =
+        TestPlan::new("[[checkpoint]]\nname = \"a\"\nvalidators = [{ plugin = \"fixture\" }]\n");
+    let out = plan.check("safe-edit", &["--memory-mb", "5000"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("memory-mb = 5000 is out of range (allowed: 1..=4096)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[plugins.fixture]\npath = \"{}\"\nlimits = {{ memory-mb = 5000 }}\n[[checkpoint]]\nname = \"a\"\n",
+            guests::FIXTURE
+        ),
+    )
+    .expect("write plan");
+    let out = cairn(&[
+        "check",
+        "--plan",
+        &path.display().to_string(),
+        "--change",
+        &example_change("safe-edit"),
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("memory-mb = 5000 is out of range (allowed: 1..=4096)"),
+        "{}",
+        text(&out.stderr)
     );
 }

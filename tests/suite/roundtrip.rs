@@ -77,7 +77,7 @@ async fn config_checkpoint_change_and_metrics_round_trip_exactly() {
         .map(|doc| {
             json!({
                 "path": doc.path,
-                "media-type": doc.media_type,
+                "media-type": doc.media_type.as_str(),
                 "status": serde_json::to_value(doc.status()).unwrap(),
                 "before": doc.before.as_deref().map(hex),
                 "after": doc.after.as_deref().map(hex),

@@ -4,10 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_host::check::plan::{AdHocCheckpoint, AdHocPlugin, Plan};
+use cairn_host::check::{self, CheckpointResult, NoProgress};
 use cairn_host::{
     CallOutcome, CallReport, Change, Checkpoint, Document, Limits, Metric, Plugin, Runtime, Verdict,
 };
-pub use cairn_tests::guests;
+pub use cairn_tests::{guests, within};
 
 /// Loads a guest into the shared test runtime.
 pub fn load(path: &str) -> Plugin {
@@ -123,4 +125,23 @@ pub async fn assert_host_still_serves() {
         cairn_host::Outcome::Pass,
         "{again:#?}"
     );
+}
+
+/// Runs one ad-hoc checkpoint of `plugins` on `change` in `runtime`
+/// through the library's one checkpoint runner (plugins load first).
+pub async fn run_ad_hoc_checkpoint(
+    runtime: &Runtime,
+    checkpoint: AdHocCheckpoint,
+    plugins: Vec<AdHocPlugin>,
+    change: Arc<Change>,
+) -> CheckpointResult {
+    let plan = Plan::ad_hoc(checkpoint, plugins);
+    let loaded = check::load_plugins(
+        runtime,
+        &plan,
+        plan.plugins.keys().map(String::as_str),
+        &NoProgress,
+    )
+    .unwrap_or_else(|err| panic!("plugins load: {err}"));
+    check::run_checkpoint(&plan, &plan.checkpoints[0], &loaded, change, "test").await
 }

@@ -6,12 +6,24 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use cairn_host::golden::{self, CaseResult};
+use cairn_host::authoring::golden::{self, CaseResult};
 use cairn_host::{CallOutcome, Change, Checkpoint, Document, Limits, Metric, Outcome};
 use serde_json::json;
 
-use crate::util::{guests, load};
+use crate::util::{guests, load, within};
+
+/// Outer bound of loading one bundled validator and running its golden
+/// cases: the load pre-initialises the schema plugin under the runtime's
+/// default 10 s deadline and compiles on a cold cache (seconds on a busy
+/// machine); each case is a call under the default limits (a 1 s deadline)
+/// that ends in milliseconds. Past it a limit did not stop a call.
+const GOLDEN_BOUND: Duration = Duration::from_secs(120);
+
+/// Outer bound of loading one bundled validator and judging the 1 MB
+/// document: the load as above, plus one call under the default limits.
+const BIG_DOCUMENT_BOUND: Duration = Duration::from_secs(90);
 
 /// Each plugin with cases: (directory under `plugins/`, wasm guest, the
 /// rules its cases must fire).
@@ -97,11 +109,12 @@ async fn every_golden_case_of_every_bundled_validator_matches() {
     let mut report = Vec::new();
     let mut failed = 0;
     for (name, guest, _) in PLUGINS {
-        let plugin = load(guest);
-        let results: Vec<CaseResult> =
-            golden::run_cases(&plugin, &cases_dir(name), &Limits::default())
-                .await
-                .unwrap_or_else(|err| panic!("cases of {name}: {err}"));
+        let results: Vec<CaseResult> = within(GOLDEN_BOUND, async {
+            let plugin = load(guest);
+            golden::run_cases(&plugin, &cases_dir(name), &Limits::default()).await
+        })
+        .await
+        .unwrap_or_else(|err| panic!("cases of {name}: {err}"));
         assert!(results.len() >= 2, "{name} has {} case(s)", results.len());
         for result in results {
             failed += usize::from(!result.passed());
@@ -275,9 +288,12 @@ async fn each_bundled_validator_judges_a_1mb_document_inside_the_default_limits(
             })
             .to_vec();
         let change = Arc::new(Change::new(documents, metrics));
-        let report = load(guest)
-            .validate(change, &Checkpoint::default(), &config, &Limits::default())
-            .await;
+        let report = within(BIG_DOCUMENT_BOUND, async {
+            load(guest)
+                .validate(change, &Checkpoint::default(), &config, &Limits::default())
+                .await
+        })
+        .await;
         let CallOutcome::Completed(verdict) = &report.outcome else {
             panic!(
                 "{name} did not complete on a 1 MB document: {:?}",

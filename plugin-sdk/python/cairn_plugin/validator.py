@@ -23,7 +23,8 @@ A validator is any object with ``info() -> PluginInfo`` and
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol
+from enum import Enum
+from typing import List, Optional, Protocol, Union
 
 from componentize_py_types import Err
 from wit_world.imports import change as _change
@@ -41,6 +42,47 @@ DocStatus = _change.DocStatus
 Metric = _change.Metric
 
 
+class MediaType(str, Enum):
+    """The media types the host assigns a document from its file extension.
+
+    Members are strings, so they compare equal to ``Document.media_type``
+    when it holds exactly that string (``doc.media_type == MediaType.JSON``);
+    ``MediaType.parse`` also accepts other spellings of them. A change bundle
+    may override the media type with any other string (``image/png``).
+    """
+
+    JSON = "application/json"
+    """``.json`` files."""
+    YAML = "application/yaml"
+    """``.yaml`` and ``.yml`` files."""
+    TOML = "application/toml"
+    """``.toml`` files."""
+    TEXT = "text/plain"
+    """``.txt``, ``.md``, ``.csv`` and ``.sql`` files."""
+    OCTET_STREAM = "application/octet-stream"
+    """Files with any other extension."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, media_type: str) -> Union["MediaType", str]:
+        """The ``MediaType`` that ``media_type`` names, or ``media_type``
+        unchanged if it names none of them.
+
+        The five match case-insensitively (ASCII), ignoring parameters after
+        a ``;`` and spaces or tabs around the type:
+        ``MediaType.parse("Application/JSON; charset=utf-8") is MediaType.JSON``.
+        """
+        essence = media_type.split(";", 1)[0].strip(" \t")
+        if essence.isascii():
+            try:
+                return cls(essence.lower())
+            except ValueError:
+                pass
+        return media_type
+
+
 @dataclass
 class Document:
     """One document of the change."""
@@ -48,8 +90,10 @@ class Document:
     path: str
     """Relative, ``/``-separated path (``workflows/orders.json``)."""
     media_type: str
-    """``application/json``, ``application/yaml``, ``application/toml``,
-    ``text/plain`` or ``application/octet-stream``."""
+    """The media type exactly as the host sent it: one of the ``MediaType``
+    values, which the host assigns from the file extension, or any string a
+    change bundle set (``image/png``). Test it with ``media``, ``is_json``,
+    ``is_yaml`` or ``is_toml`` rather than comparing strings."""
     status: DocStatus
 
     @property
@@ -65,8 +109,24 @@ class Document:
         return self.status == DocStatus.DELETED
 
     @property
+    def media(self) -> Union[MediaType, str]:
+        """The media type, parsed: see ``MediaType.parse``."""
+        return MediaType.parse(self.media_type)
+
+    @property
     def is_json(self) -> bool:
-        return self.media_type == "application/json"
+        """The media type is ``application/json``."""
+        return self.media is MediaType.JSON
+
+    @property
+    def is_yaml(self) -> bool:
+        """The media type is ``application/yaml``."""
+        return self.media is MediaType.YAML
+
+    @property
+    def is_toml(self) -> bool:
+        """The media type is ``application/toml``."""
+        return self.media is MediaType.TOML
 
 
 class Change:
@@ -183,7 +243,7 @@ def export_validator(plugin: ValidatorPlugin) -> type:
 
 
 __all__ = [
-    "Change", "Checkpoint", "DocStatus", "Document", "Finding", "Location", "Metric",
-    "Outcome", "Severity", "Verdict", "error", "export_validator", "finding",
+    "Change", "Checkpoint", "DocStatus", "Document", "Finding", "Location", "MediaType",
+    "Metric", "Outcome", "Severity", "Verdict", "error", "export_validator", "finding",
     "inconclusive", "info", "verdict", "warning",
 ]

@@ -1,7 +1,7 @@
 //! `well-formed`: every JSON and TOML document that a change adds or
 //! modifies must parse; a syntax error is reported with its line and column.
 
-use cairn_plugin_sdk::{Change, Checkpoint, Finding, PluginInfo, Validator, Verdict};
+use cairn_plugin_sdk::{Change, Checkpoint, Finding, MediaType, PluginInfo, Validator, Verdict};
 
 struct WellFormed;
 
@@ -24,9 +24,9 @@ impl Validator for WellFormed {
             let Some(text) = change.after_text(&doc.path) else {
                 continue;
             };
-            let error = match doc.media_type.as_str() {
-                "application/json" => json_error(&text),
-                "application/toml" => toml_error(&text),
+            let error = match doc.media() {
+                MediaType::Json => json_error(&text),
+                MediaType::Toml => toml_error(&text),
                 _ => continue,
             };
             checked += 1;

@@ -1,0 +1,522 @@
+//! `cairn plugin new`: writes a new plugin project (Rust, Python or
+//! JavaScript; validator or fault injector) that builds and passes its own
+//! sample case as generated. Templates are embedded in the binary.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 3] = [Lang::Rust, Lang::Python, Lang::Js];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+}
+
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Lang {
+    type Err = ScaffoldError;
+
+    fn from_str(s: &str) -> Result<Lang, ScaffoldError> {
+        match s {
+            "rust" => Ok(Lang::Rust),
+            "python" | "py" => Ok(Lang::Python),
+            "js" | "javascript" => Ok(Lang::Js),
+            other => Err(ScaffoldError::UnknownLang(other.to_owned())),
+        }
+    }
+}
+
+/// The world a new plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Validator,
+    FaultInjector,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Validator, Kind::FaultInjector];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Validator => "validator",
+            Kind::FaultInjector => "fault-injector",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ScaffoldError;
+
+    fn from_str(s: &str) -> Result<Kind, ScaffoldError> {
+        match s {
+            "validator" => Ok(Kind::Validator),
+            "fault-injector" => Ok(Kind::FaultInjector),
+            other => Err(ScaffoldError::UnknownKind(other.to_owned())),
+        }
+    }
+}
+
+/// Why a project could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error(
+        "invalid plugin name {0:?}: use lowercase letters, digits and single dashes, starting with a letter (at most {MAX_NAME_LEN} characters)"
+    )]
+    InvalidName(String),
+    #[error("unknown language {0:?}: expected rust, python or js")]
+    UnknownLang(String),
+    #[error("unknown plugin kind {0:?}: expected validator or fault-injector")]
+    UnknownKind(String),
+    #[error("{0} already exists; choose another name or remove it")]
+    Exists(PathBuf),
+    #[error("cannot write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Longest plugin name accepted. Names become crate names, file names and
+/// rule-id prefixes; 64 characters keeps all of them readable.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Where the cairn checkout (and so the SDKs) is: generated projects point
+/// their SDK dependency and build script here.
+pub fn default_sdk_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new(".."))
+        .join("plugin-sdk")
+}
+
+/// Writes a new plugin project `dest/NAME` and returns its path. The project
+/// points at the SDKs of this cairn checkout ([`default_sdk_root`]).
+pub fn scaffold(name: &str, lang: Lang, kind: Kind, dest: &Path) -> Result<PathBuf, ScaffoldError> {
+    scaffold_with_sdk(name, lang, kind, dest, &default_sdk_root())
+}
+
+/// As [`scaffold`], with the `plugin-sdk` directory given explicitly.
+pub fn scaffold_with_sdk(
+    name: &str,
+    lang: Lang,
+    kind: Kind,
+    dest: &Path,
+    sdk_root: &Path,
+) -> Result<PathBuf, ScaffoldError> {
+    check_name(name)?;
+    let project = dest.join(name);
+    if project.exists() {
+        return Err(ScaffoldError::Exists(project));
+    }
+    let vars = Vars {
+        name,
+        crate_name: &name.replace('-', "_"),
+        sdk: &sdk_root.display().to_string(),
+    };
+    for (path, template) in files(lang, kind) {
+        let target = project.join(path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|source| ScaffoldError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        fs::write(&target, vars.render(template)).map_err(|source| ScaffoldError::Io {
+            path: target.clone(),
+            source,
+        })?;
+        if path.ends_with(".sh") {
+            make_executable(&target)?;
+        }
+    }
+    Ok(project)
+}
+
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
+    let valid = name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ScaffoldError::InvalidName(name.to_owned()))
+    }
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<(), ScaffoldError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|source| {
+        ScaffoldError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> Result<(), ScaffoldError> {
+    Ok(())
+}
+
+struct Vars<'a> {
+    name: &'a str,
+    crate_name: &'a str,
+    sdk: &'a str,
+}
+
+impl Vars<'_> {
+    fn render(&self, template: &str) -> String {
+        template
+            .replace("{{name}}", self.name)
+            .replace("{{crate}}", self.crate_name)
+            .replace("{{sdk}}", self.sdk)
+    }
+}
+
+/// (path in the project, template) of every file of a project.
+fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
+    let mut files = match (lang, kind) {
+        (Lang::Rust, Kind::Validator) => vec![
+            ("Cargo.toml", RUST_CARGO_TOML),
+            ("src/lib.rs", RUST_VALIDATOR),
+            ("README.md", RUST_VALIDATOR_README),
+        ],
+        (Lang::Rust, Kind::FaultInjector) => vec![
+            ("Cargo.toml", RUST_CARGO_TOML),
+            ("src/lib.rs", RUST_FAULT_INJECTOR),
+            ("README.md", RUST_FAULT_INJECTOR_README),
+        ],
+        (Lang::Python, Kind::Validator) => vec![
+            (
+                "app.py",
+                include_str!("../../../plugin-sdk/python/template/validator.py"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../../plugin-sdk/python/template/build.sh"),
+            ),
+            ("README.md", INTERPRETED_VALIDATOR_README),
+        ],
+        (Lang::Python, Kind::FaultInjector) => vec![
+            (
+                "app.py",
+                include_str!("../../../plugin-sdk/python/template/fault-injector.py"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../../plugin-sdk/python/template/build.sh"),
+            ),
+            ("README.md", INTERPRETED_FAULT_INJECTOR_README),
+        ],
+        (Lang::Js, Kind::Validator) => vec![
+            (
+                "app.js",
+                include_str!("../../../plugin-sdk/js/template/validator.js"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../../plugin-sdk/js/template/build.sh"),
+            ),
+            ("README.md", INTERPRETED_VALIDATOR_README),
+        ],
+        (Lang::Js, Kind::FaultInjector) => vec![
+            (
+                "app.js",
+                include_str!("../../../plugin-sdk/js/template/fault-injector.js"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../../plugin-sdk/js/template/build.sh"),
+            ),
+            ("README.md", INTERPRETED_FAULT_INJECTOR_README),
+        ],
+    };
+    files.push((".gitignore", "/target\n"));
+    match kind {
+        Kind::Validator => files.extend([
+            (
+                "samples/clean/change/after/config.json",
+                "{\"replicas\": 2}\n",
+            ),
+            ("samples/clean/expected.json", "{\"outcome\": \"pass\"}\n"),
+            (
+                "samples/empty-document/change/before/config.json",
+                "{\"replicas\": 2}\n",
+            ),
+            ("samples/empty-document/change/after/config.json", ""),
+            (
+                "samples/empty-document/expected.json",
+                "{\"outcome\": \"fail\"}\n",
+            ),
+        ]),
+        Kind::FaultInjector => files.push(("samples/requests.json", FAULT_SAMPLES)),
+    }
+    files
+}
+
+/// The fault injector templates' sample: with the default config (every 10th
+/// request delayed 200 ms), what each request must get.
+const FAULT_SAMPLES: &str = r#"[
+  {"path": "/orders/1", "sequence": 0, "expected": {"fault": "none"}},
+  {"path": "/orders/1", "sequence": 9, "expected": {"fault": "delay", "duration_ms": 200}}
+]
+"#;
+
+const RUST_CARGO_TOML: &str = r#"[package]
+name = "{{name}}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+cairn-plugin-sdk = { path = "{{sdk}}" }
+serde_json = "1"
+
+# A workspace of its own, even when created inside another one.
+[workspace]
+"#;
+
+const RUST_VALIDATOR: &str = r#"//! {{name}}: a cairn validator.
+
+use cairn_plugin_sdk::{Change, Checkpoint, Finding, PluginInfo, Validator, Verdict, log};
+
+struct NoEmptyDocuments;
+
+impl Validator for NoEmptyDocuments {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "{{name}}",
+            env!("CARGO_PKG_VERSION"),
+            "Fails when an added or modified document is empty",
+        )
+    }
+
+    fn validate(change: &Change, at: &Checkpoint, config: &str) -> Result<Verdict, String> {
+        if !matches!(config.trim(), "" | "{}") {
+            return Err("this plugin takes no config".into());
+        }
+        log::info(&format!("checking {} at {}", at.change_id, at.name));
+        let findings: Vec<Finding> = change
+            .documents()
+            .into_iter()
+            .filter(|doc| doc.is_added() || doc.is_modified())
+            .filter(|doc| change.after(&doc.path).is_some_and(|bytes| bytes.is_empty()))
+            .map(|doc| {
+                Finding::error("{{name}}/empty-document", format!("{} is empty", doc.path))
+                    .at(&doc.path)
+                    .hint("delete the document instead of emptying it")
+            })
+            .collect();
+        let summary = format!("{} empty document(s)", findings.len());
+        Ok(Verdict::from_findings(findings).with_summary(summary))
+    }
+}
+
+cairn_plugin_sdk::export_validator!(NoEmptyDocuments);
+"#;
+
+const RUST_FAULT_INJECTOR: &str = r#"//! {{name}}: a cairn fault injector.
+
+use cairn_plugin_sdk::{Fault, FaultInjector, PluginInfo, RequestInfo};
+
+/// Every how many requests one is delayed, unless the config says otherwise.
+const DEFAULT_EVERY: u64 = 10;
+/// How long that request is delayed, unless the config says otherwise.
+const DEFAULT_DELAY_MS: u32 = 200;
+
+struct DelayEveryNth;
+
+impl FaultInjector for DelayEveryNth {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "{{name}}",
+            env!("CARGO_PKG_VERSION"),
+            "Delays every Nth request (config: every, delay_ms)",
+        )
+    }
+
+    fn decide(request: &RequestInfo, config: &str) -> Result<Fault, String> {
+        let config: serde_json::Value =
+            serde_json::from_str(config).map_err(|err| format!("invalid config: {err}"))?;
+        let every = match config.get("every") {
+            None => DEFAULT_EVERY,
+            Some(value) => value
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or("invalid config: every must be a positive integer")?,
+        };
+        let delay_ms = match config.get("delay_ms") {
+            None => DEFAULT_DELAY_MS,
+            Some(value) => value
+                .as_u64()
+                .and_then(|ms| u32::try_from(ms).ok())
+                .ok_or("invalid config: delay_ms must be an integer below 2^32")?,
+        };
+        Ok(if request.sequence % every == every - 1 {
+            Fault::Delay(delay_ms)
+        } else {
+            Fault::None
+        })
+    }
+}
+
+cairn_plugin_sdk::export_fault_injector!(DelayEveryNth);
+"#;
+
+const RUST_VALIDATOR_README: &str = r#"# {{name}}
+
+A cairn validator in Rust. Build it (needs `rustup target add wasm32-wasip2`):
+
+```sh
+cargo build --release --target wasm32-wasip2
+```
+
+Run it on its sample changes, from your cairn checkout:
+
+```sh
+cargo run --release -- validate PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --change PATH/TO/{{name}}/samples/clean/change
+```
+
+`samples/clean` passes and `samples/empty-document` fails (see each
+`expected.json`).
+"#;
+
+const RUST_FAULT_INJECTOR_README: &str = r#"# {{name}}
+
+A cairn fault injector in Rust. Build it (needs `rustup target add wasm32-wasip2`):
+
+```sh
+cargo build --release --target wasm32-wasip2
+```
+
+The component is `target/wasm32-wasip2/release/{{crate}}.wasm`.
+`samples/requests.json` lists requests and the fault each must get with the
+default config.
+"#;
+
+const INTERPRETED_VALIDATOR_README: &str = r#"# {{name}}
+
+A cairn validator. Build it (the SDK's README lists the one-time setup):
+
+```sh
+./build.sh
+```
+
+Run it on its sample changes, from your cairn checkout:
+
+```sh
+cargo run --release -- validate PATH/TO/{{name}}/target/{{crate}}.wasm --change PATH/TO/{{name}}/samples/clean/change
+```
+
+`samples/clean` passes and `samples/empty-document` fails (see each
+`expected.json`).
+"#;
+
+const INTERPRETED_FAULT_INJECTOR_README: &str = r#"# {{name}}
+
+A cairn fault injector. Build it (the SDK's README lists the one-time setup):
+
+```sh
+./build.sh
+```
+
+The component is `target/{{crate}}.wasm`. `samples/requests.json` lists
+requests and the fault each must get with the default config.
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_lowercase_dashed_identifiers() {
+        for good in ["a", "my-check", "check2", "no-empty-docs"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let too_long = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in [
+            "", "My", "1abc", "a_b", "a--b", "a-", "-a", "a b", "../x", &too_long,
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(ScaffoldError::InvalidName(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_language_and_kind_renders_without_leftover_placeholders() {
+        let dest = tempfile::tempdir().expect("tempdir");
+        for lang in Lang::ALL {
+            for kind in Kind::ALL {
+                let name = format!("p-{lang}-{kind}");
+                let project = scaffold_with_sdk(&name, lang, kind, dest.path(), Path::new("/sdk"))
+                    .expect("scaffolds");
+                for (path, _) in files(lang, kind) {
+                    let text = fs::read_to_string(project.join(path)).expect("written");
+                    assert!(
+                        !text.contains("{{"),
+                        "{lang} {kind}: {path} keeps a placeholder"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_existing_directory_is_never_overwritten() {
+        let dest = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dest.path().join("taken")).expect("mkdir");
+        let err = scaffold("taken", Lang::Rust, Kind::Validator, dest.path());
+        assert!(matches!(err, Err(ScaffoldError::Exists(_))), "{err:?}");
+    }
+
+    #[test]
+    fn lang_and_kind_parse_from_their_command_line_names() {
+        for lang in Lang::ALL {
+            assert_eq!(lang.as_str().parse::<Lang>().ok(), Some(lang));
+        }
+        for kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>().ok(), Some(kind));
+        }
+        assert!(matches!(
+            "go".parse::<Lang>(),
+            Err(ScaffoldError::UnknownLang(_))
+        ));
+    }
+}

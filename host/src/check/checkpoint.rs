@@ -1,0 +1,108 @@
+//! The one checkpoint runner: a checkpoint's validators run concurrently on
+//! a change (each in its own task, store and tracing span), their reports
+//! are counted and the gate decided.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::check::gate::{self, Counted, GateDecision, OnError};
+use crate::check::plan::{CheckpointEntry, GateRules, Plan};
+use crate::runtime::call::CallReport;
+use crate::runtime::change::{Change, Checkpoint};
+use crate::runtime::digest::Sha256Digest;
+use crate::runtime::failure::{Failure, FailureKind};
+use crate::runtime::plugin::Plugin;
+use crate::runtime::verdict::Verdict;
+
+/// One validator's part in a checkpoint: what ran, its report, how it counted.
+#[derive(Debug, Clone)]
+pub struct ValidatorResult {
+    /// The name in the plan (the plugin's name unless the plan renames it).
+    pub name: String,
+    pub plugin: String,
+    /// sha256 of the component that ran (`None` if it never loaded).
+    pub digest: Option<Sha256Digest>,
+    pub advisory: bool,
+    pub on_error: OnError,
+    pub report: CallReport<Verdict>,
+    pub counted: Counted,
+}
+
+/// A checkpoint that ran: its validators and its gate.
+#[derive(Debug, Clone)]
+pub struct CheckpointResult {
+    pub checkpoint: Checkpoint,
+    pub rules: GateRules,
+    pub validators: Vec<ValidatorResult>,
+    pub decision: GateDecision,
+    pub elapsed: Duration,
+}
+
+/// Runs `entry`'s validators concurrently on `change` (each in its own task,
+/// store and span tagged with plugin and checkpoint) and decides the gate.
+/// `plugins` must hold every plugin the checkpoint uses, loaded.
+pub async fn run_checkpoint(
+    plan: &Plan,
+    entry: &CheckpointEntry,
+    plugins: &BTreeMap<String, Plugin>,
+    change: Arc<Change>,
+    change_id: &str,
+) -> CheckpointResult {
+    let started = Instant::now();
+    let checkpoint = Checkpoint {
+        name: entry.name.clone(),
+        index: entry.index,
+        environment: entry.environment.clone(),
+        rollout_percent: entry.rollout_percent,
+        change_id: change_id.to_owned(),
+    };
+    let mut tasks = Vec::new();
+    for validator in &entry.validators {
+        let declared = &plan.plugins[&validator.plugin];
+        let task = plugins.get(&validator.plugin).cloned().map(|plugin| {
+            let change = Arc::clone(&change);
+            let at = checkpoint.clone();
+            let config = validator.config.clone();
+            let limits = declared.limits;
+            let span = tracing::info_span!("validator", plugin = %validator.name, checkpoint = %entry.name);
+            tokio::spawn(
+                async move { plugin.validate(change, &at, &config, &limits).await }.instrument(span),
+            )
+        });
+        tasks.push((validator, declared, task));
+    }
+    let mut validators = Vec::with_capacity(tasks.len());
+    for (validator, declared, task) in tasks {
+        let not_run = |message: String| {
+            CallReport::not_run(&validator.name, Failure::new(FailureKind::Load, message))
+        };
+        let mut report = match task {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|err| not_run(format!("host task failed: {err}"))),
+            None => not_run(format!("plugin `{}` was not loaded", validator.plugin)),
+        };
+        report.plugin = validator.name.clone();
+        let counted = gate::count(&report, declared.on_error, validator.advisory, &entry.rules);
+        validators.push(ValidatorResult {
+            name: validator.name.clone(),
+            plugin: validator.plugin.clone(),
+            digest: plugins.get(&validator.plugin).map(Plugin::digest),
+            advisory: validator.advisory,
+            on_error: declared.on_error,
+            report,
+            counted,
+        });
+    }
+    let counted: Vec<Counted> = validators.iter().map(|v| v.counted).collect();
+    CheckpointResult {
+        decision: gate::decide(&counted, &entry.rules),
+        checkpoint,
+        rules: entry.rules,
+        validators,
+        elapsed: started.elapsed(),
+    }
+}

@@ -1,0 +1,375 @@
+//! The command line's arguments: every command, flag and help text of
+//! `cairn`, parsed by clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::check::gate::OnError;
+use crate::check::report;
+
+pub(crate) const EXIT_CODES: &str = "\
+Exit codes:
+  0   every gate passed (warnings allowed unless fail-on-warn)
+  1   a gate failed
+  2   a gate warned and fail-on-warn is set
+  3   a gate was inconclusive (and nothing failed)
+  64  wrong command line
+  65  invalid plan (the message names file:line:column)
+  66  the change, metrics or a config could not be read
+  67  a plugin could not be built or loaded (bad wasm, wrong world, sha256 mismatch)
+  70  internal error";
+
+pub(crate) const LONG_ABOUT: &str = "\
+cairn gates risky no-code changes at the checkpoints of a rollout. At each
+checkpoint it runs WebAssembly validator plugins (built against the
+cairn:plugin WIT contract, in any language), each in a fresh sandbox with a
+deadline, a memory cap and no access to files, env, network or clocks, and
+decides the gate from their verdicts.
+
+A change is a directory with `before/` and `after/` trees (either may be
+missing) and an optional `metrics.json`, or a JSON bundle file.
+
+Start with `cairn check --help`; `cairn validate` runs plugins without a plan.";
+
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about = "Gate no-code changes with sandboxed WebAssembly validators.", long_about = LONG_ABOUT, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    /// CAIRN_LOG=<filter> overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+
+    /// Do not read or write the on-disk compile cache
+    /// ($CAIRN_CACHE_DIR, else $XDG_CACHE_HOME/cairn, else ~/.cache/cairn).
+    #[arg(long, global = true)]
+    pub(crate) no_cache: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a plan's checkpoints on a change and decide their gates.
+    #[command(long_about = CHECK_ABOUT, after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// Run plugins on a change without a plan (one ad-hoc checkpoint).
+    #[command(after_help = EXIT_CODES)]
+    Validate(ValidateArgs),
+    /// Pin the sha256 of every plugin in the plan, so CI runs exactly the
+    /// reviewed binaries.
+    #[command(long_about = LOCK_ABOUT)]
+    Lock(LockArgs),
+    /// Inspect, test and create plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+pub(crate) const CHECK_ABOUT: &str = "\
+Run a plan's checkpoints on a change and decide their gates.
+
+Without --checkpoint, every checkpoint runs in plan order and the run stops
+at the first gate that does not pass, as a rollout would. With --checkpoint,
+only the named checkpoints run. The validators of a checkpoint run
+concurrently.
+
+Examples:
+  cairn check --plan cairn.toml --change changes/orders
+  cairn check --plan cairn.toml --checkpoint canary --change changes/orders \\
+      --metrics observed.json --change-id CHG-1042
+  cairn check --plan cairn.toml --change DIR --format sarif --output cairn.sarif
+  cairn check --plan cairn.toml --change DIR --format github   # in GitHub Actions";
+
+pub(crate) const LOCK_ABOUT: &str = "\
+Pin the sha256 of every plugin in the plan.
+
+Writes `sha256 = \"...\"` into each [plugins.NAME] table (keeping the rest of
+the file as it is). Plugins given as Cargo projects are built first and their
+component is pinned. With --check, nothing is written: the command fails
+(exit 1) if a pin is missing or stale, for use in CI.";
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The plan file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plan: PathBuf,
+
+    /// The change: a directory with before/ and/or after/, or a JSON bundle.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) change: PathBuf,
+
+    /// Run only this checkpoint (repeat for several; default: all, in order,
+    /// stopping at the first gate that does not pass).
+    #[arg(long = "checkpoint", value_name = "NAME")]
+    pub(crate) checkpoints: Vec<String>,
+
+    /// Run every selected checkpoint even after a gate stops the rollout.
+    #[arg(long)]
+    pub(crate) keep_going: bool,
+
+    /// Observed metrics (JSON object of name to number); replaces the
+    /// change's own metrics.json.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics: Option<PathBuf>,
+
+    /// Identifier of the change, passed to the validators.
+    #[arg(long, default_value = "local")]
+    pub(crate) change_id: String,
+
+    /// Warnings fail the gate (exit code 2), whatever the plan says.
+    #[arg(long)]
+    pub(crate) fail_on_warn: bool,
+
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Report format. Default: human; with --output, taken from the file
+    /// extension (.json, .xml → junit, .sarif).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<FormatArg>,
+
+    /// Write the report to FILE; the human summary still goes to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+
+    /// Prefix for document paths in sarif and github reports, so they point
+    /// at files in your repository (e.g. changes/orders/after/).
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) path_prefix: Option<String>,
+
+    /// Colour in the human report.
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub(crate) color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    Human,
+    Json,
+    Junit,
+    Sarif,
+    Github,
+}
+
+impl From<FormatArg> for report::Format {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Human => report::Format::Human,
+            FormatArg::Json => report::Format::Json,
+            FormatArg::Junit => report::Format::Junit,
+            FormatArg::Sarif => report::Format::Sarif,
+            FormatArg::Github => report::Format::Github,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorArg {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Validators to run, concurrently: component files (.wasm), or Cargo
+    /// projects of Rust plugins, which are built first (a workspace
+    /// directory runs all its plugins).
+    #[arg(required = true, value_name = "PLUGIN")]
+    pub(crate) plugins: Vec<PathBuf>,
+
+    /// The change: a directory with before/ and/or after/, or a JSON bundle.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) change: PathBuf,
+
+    /// Config handed to every plugin: JSON text, or @FILE to read it.
+    #[arg(long, default_value = "{}")]
+    pub(crate) config: String,
+
+    /// Refuse to load a plugin whose sha256 differs (one per plugin, in order).
+    #[arg(long = "sha256", value_name = "HEX")]
+    pub(crate) sha256: Vec<String>,
+
+    /// Checkpoint name passed to the validators.
+    #[arg(long, default_value = "preflight")]
+    pub(crate) checkpoint: String,
+
+    /// Environment of the checkpoint.
+    #[arg(long, default_value = "preflight")]
+    pub(crate) environment: String,
+
+    /// Share of traffic on the new version at this checkpoint (0-100).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) rollout_percent: u8,
+
+    /// Identifier of the change.
+    #[arg(long, default_value = "local")]
+    pub(crate) change_id: String,
+
+    /// Observed metrics (JSON object of name to number).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+
+    /// What a stopped or refusing plugin counts as.
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Fail)]
+    pub(crate) on_error: OnErrorArg,
+
+    /// Warnings fail the gate (exit code 2).
+    #[arg(long)]
+    pub(crate) fail_on_warn: bool,
+
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// Limit flags: the names and units of a plan's `limits = { ... }`, parsed
+/// and range-checked by the same code (`LimitSettings::apply`). With a plan,
+/// each flag given replaces that setting for every plugin.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits (per call; same names and units as a plan's `limits`)")]
+pub(crate) struct LimitArgs {
+    /// Wall-clock budget per call, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub(crate) timeout_ms: Option<u64>,
+
+    /// Linear memory cap per call, in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) memory_mb: Option<u64>,
+
+    /// CPU budget per call in fuel units (turns fuel metering on) [default: none].
+    #[arg(long, value_name = "UNITS")]
+    pub(crate) fuel: Option<u64>,
+
+    /// Cap on stdout + stderr + log per call, in KiB [default: 64].
+    #[arg(long, value_name = "KIB")]
+    pub(crate) output_kb: Option<u64>,
+
+    /// Cap on findings per verdict [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_findings: Option<u64>,
+}
+
+impl LimitArgs {
+    pub(crate) fn settings(&self) -> crate::runtime::limits::LimitSettings {
+        crate::runtime::limits::LimitSettings {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+            fuel: self.fuel,
+            output_kb: self.output_kb,
+            max_findings: self.max_findings,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OnErrorArg {
+    Fail,
+    Warn,
+    Ignore,
+}
+
+impl From<OnErrorArg> for OnError {
+    fn from(arg: OnErrorArg) -> Self {
+        match arg {
+            OnErrorArg::Fail => OnError::Fail,
+            OnErrorArg::Warn => OnError::Warn,
+            OnErrorArg::Ignore => OnError::Ignore,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LockArgs {
+    /// The plan file (TOML) to pin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plan: PathBuf,
+
+    /// Only verify that every pin is present and current; write nothing.
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Show a plugin's world, contract version, info(), imports, size,
+    /// sha256 and whether it is in the compile cache.
+    #[command(visible_alias = "info")]
+    Inspect {
+        /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
+        plugin: PathBuf,
+    },
+    /// Run a validator over golden cases and report each with a diff.
+    #[command(long_about = TEST_ABOUT)]
+    Test {
+        /// The validator: a component (.wasm) or a Rust plugin's Cargo project.
+        plugin: PathBuf,
+        /// Directory of cases, one sub-directory per case.
+        #[arg(long, value_name = "DIR")]
+        cases: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Create a plugin project that builds and passes its own sample case.
+    New {
+        /// Plugin name: lowercase letters, digits and dashes.
+        name: String,
+        #[arg(long, value_enum, default_value_t = LangArg::Rust)]
+        lang: LangArg,
+        #[arg(long, value_enum, default_value_t = KindArg::Validator)]
+        kind: KindArg,
+        /// Directory to create the project in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+pub(crate) const TEST_ABOUT: &str = "\
+Run a validator over golden cases and report each with a diff.
+
+Each case is a directory:
+  change/          the change (before/, after/, optional metrics.json)
+  config.json      optional plugin config (default {})
+  expected.json    {\"outcome\": \"fail\", \"findings\": [{\"rule\": \"...\",
+                   \"severity\": \"error\", \"document\": \"...\", \"pointer\": \"/a\",
+                   \"line\": 3}]}  -- or {\"refused\": true}
+
+Expected findings must match the actual ones one to one (order does not
+matter; each key given must be equal). Exit code 0 when every case passes,
+1 otherwise.
+
+Example:
+  cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LangArg {
+    Rust,
+    Python,
+    Js,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum KindArg {
+    Validator,
+    FaultInjector,
+}

@@ -1,0 +1,165 @@
+//! Exit codes of `cairn` and the one place where an error becomes one.
+
+use std::process::ExitCode;
+
+use crate::authoring::golden::CaseError;
+use crate::authoring::scaffold::ScaffoldError;
+use crate::check::CheckError;
+use crate::check::lock::LockError;
+use crate::check::report::CheckReport;
+use crate::runtime::RuntimeError;
+use crate::runtime::verdict::Outcome;
+
+/// Every gate passed (warnings allowed unless `fail-on-warn`).
+pub const PASS: u8 = 0;
+/// A gate failed (also: `lock --check` found a stale pin, a golden case
+/// failed).
+pub const FAIL: u8 = 1;
+/// A gate warned and `fail-on-warn` is set.
+pub const WARN: u8 = 2;
+/// A gate was inconclusive (and nothing failed); also when the host was
+/// overloaded and could not run a validator.
+pub const INCONCLUSIVE: u8 = 3;
+/// The command line was wrong.
+pub const USAGE: u8 = 64;
+/// The plan is invalid (the message names file, line and column).
+pub const INVALID_PLAN: u8 = 65;
+/// The change, a metrics file, golden cases or a config could not be read.
+pub const INVALID_INPUT: u8 = 66;
+/// A plugin could not be built or loaded (bad wasm, wrong world, digest
+/// mismatch).
+pub const PLUGIN_LOAD: u8 = 67;
+/// cairn itself failed (engine, cache, runtime, writing the report).
+pub const INTERNAL: u8 = 70;
+
+/// Why a command failed, typed by what went wrong; [`CliError::code`] is
+/// the one mapping to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A mistake on the command line that clap cannot see.
+    #[error("{0}")]
+    Usage(String),
+    /// Input given on the command line that cannot be read or parsed.
+    #[error("{message}")]
+    Input {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Cases(#[from] CaseError),
+    #[error(transparent)]
+    Scaffold(#[from] ScaffoldError),
+    #[error("cannot start the plugin runtime")]
+    Runtime(#[from] RuntimeError),
+    /// A plugin answered `info()` with an error or was stopped.
+    #[error("{0}")]
+    PluginInfo(String),
+    #[error("{message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl CliError {
+    pub fn input(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CliError::Input {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn internal(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CliError::Internal {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The exit code of this error: the one mapping.
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => USAGE,
+            CliError::Input { .. } => INVALID_INPUT,
+            CliError::Check(err) => code_of_check(err),
+            CliError::Lock(err) => match err {
+                LockError::Check(check) => code_of_check(check),
+                LockError::Read { .. } | LockError::Parse { .. } | LockError::NoTable { .. } => {
+                    INVALID_PLAN
+                }
+                LockError::Write { .. } => INTERNAL,
+            },
+            CliError::Cases(_) => INVALID_INPUT,
+            CliError::Scaffold(err) => match err {
+                ScaffoldError::Io { .. } => INTERNAL,
+                _ => USAGE,
+            },
+            CliError::PluginInfo(_) => PLUGIN_LOAD,
+            CliError::Runtime(_) | CliError::Internal { .. } => INTERNAL,
+        }
+    }
+
+    /// Prints `error: ...` and one `caused by: ...` line per cause, each
+    /// escaped for the terminal.
+    pub fn print(&self) -> ExitCode {
+        eprintln!("error: {}", escape_for_terminal(&self.to_string()));
+        // `transparent` variants forward both their text and their source
+        // to the wrapped error, so the chain starts at its first cause.
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            eprintln!("  caused by: {}", escape_for_terminal(&cause.to_string()));
+            source = cause.source();
+        }
+        ExitCode::from(self.code())
+    }
+}
+
+fn code_of_check(err: &CheckError) -> u8 {
+    match err {
+        CheckError::Plan(_) => INVALID_PLAN,
+        CheckError::UnknownCheckpoint { .. } | CheckError::Limits(_) => USAGE,
+        CheckError::Change { .. } => INVALID_INPUT,
+        CheckError::Build { .. }
+        | CheckError::SeveralComponents { .. }
+        | CheckError::Load { .. }
+        | CheckError::NotAValidator { .. } => PLUGIN_LOAD,
+    }
+}
+
+/// The exit code for a report: the first gate that stopped the rollout.
+pub fn for_report(report: &CheckReport) -> u8 {
+    match report.stopped_at().map(|c| c.decision.outcome) {
+        None | Some(Outcome::Pass) => PASS,
+        Some(Outcome::Fail) => FAIL,
+        Some(Outcome::Warn) => WARN,
+        Some(Outcome::Inconclusive) => INCONCLUSIVE,
+    }
+}
+
+/// Text for the terminal: control characters escaped.
+pub fn escape_for_terminal(text: &str) -> String {
+    crate::check::report::terminal_safe(text).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_from_plugins_are_neutralised() {
+        assert_eq!(escape_for_terminal("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(escape_for_terminal("line\nnext"), "line\nnext");
+    }
+}

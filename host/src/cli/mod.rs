@@ -1,0 +1,479 @@
+//! The `cairn` command line, a thin shell over the library: parses
+//! arguments (`args`), calls `check`, `authoring` and the runtime, prints,
+//! and maps every error to a documented exit code in one place (`exit`).
+
+mod args;
+pub mod exit;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::authoring::{golden, scaffold};
+use crate::check::lock::{self, PinStatus};
+use crate::check::plan::{AdHocCheckpoint, AdHocPlugin, GateRules, Plan};
+use crate::check::report::{self, CheckReport, RenderOptions};
+use crate::check::{self, CheckError, LoadProgress, RunOptions};
+use crate::runtime::cache::CompileCache;
+use crate::runtime::call::CallOutcome;
+use crate::runtime::digest::Sha256Digest;
+use crate::runtime::limits::Limits;
+use crate::runtime::{PluginBytes, Runtime, RuntimeConfig};
+use args::{
+    CheckArgs, Cli, ColorArg, Command, KindArg, LangArg, LockArgs, LogFormat, OnErrorArg,
+    OutputArgs, PluginCommand, ValidateArgs,
+};
+use exit::CliError;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::PASS
+            });
+        }
+    };
+    init_logging(cli.verbose, cli.log_format);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => err.print(),
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run(cli: Cli) -> Result<u8, CliError> {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::internal("cannot start the async runtime", err))?;
+    // The command line opts in to the on-disk compile cache (a library
+    // user's runtime has none unless asked).
+    let runtime = |fuel_metering: bool| -> Result<Runtime, CliError> {
+        Ok(Runtime::new(RuntimeConfig {
+            cache_dir: if cli.no_cache {
+                None
+            } else {
+                CompileCache::default_dir()
+            },
+            fuel_metering,
+            ..RuntimeConfig::default()
+        })?)
+    };
+    match cli.command {
+        Command::Check(args) => {
+            let plan = Plan::load(&args.plan)
+                .map_err(CheckError::from)?
+                .with_limit_overrides(&args.limits.settings())
+                .map_err(CheckError::Limits)?;
+            let runtime = runtime(plan.needs_fuel())?;
+            tokio.block_on(check(&runtime, &plan, &args.change, &args))
+        }
+        Command::Validate(args) => {
+            let plan = ad_hoc_plan(&args)?;
+            let runtime = runtime(plan.needs_fuel())?;
+            let check_args = CheckArgs {
+                plan: PathBuf::from("(command line)"),
+                change: args.change.clone(),
+                checkpoints: Vec::new(),
+                keep_going: false,
+                metrics: args.metrics.clone(),
+                change_id: args.change_id.clone(),
+                fail_on_warn: args.fail_on_warn,
+                limits: args.limits,
+                output: args.output,
+            };
+            tokio.block_on(check(&runtime, &plan, &check_args.change, &check_args))
+        }
+        Command::Lock(args) => {
+            let plan = Plan::load(&args.plan).map_err(CheckError::from)?;
+            let runtime = runtime(false)?;
+            lock_plan(&runtime, &plan, &args)
+        }
+        Command::Plugin(PluginCommand::Inspect { plugin }) => {
+            let runtime = runtime(false)?;
+            tokio.block_on(inspect(&runtime, &plugin))
+        }
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            cases,
+            limits,
+        }) => {
+            let limits = limits
+                .settings()
+                .apply(Limits::default())
+                .map_err(CheckError::Limits)?;
+            let runtime = runtime(limits.fuel.is_some())?;
+            tokio.block_on(test_cases(&runtime, &plugin, &cases, &limits))
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        }) => new_plugin(&name, lang, kind, &dir),
+    }
+}
+
+/// A spinner on the terminal while a plugin compiles for the first time.
+struct Spinner {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl LoadProgress for Spinner {
+    fn compiling(&self, plugin: &str, bytes: usize) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!(
+            "compiling plugin {} ({:.1} MB, first use; cached afterwards)",
+            exit::escape_for_terminal(plugin),
+            bytes as f64 / 1e6
+        ));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+
+    fn compiled(&self, _plugin: &str) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn check(
+    runtime: &Runtime,
+    plan: &Plan,
+    change_path: &Path,
+    args: &CheckArgs,
+) -> Result<u8, CliError> {
+    let (format, output) = output_format(&args.output)?;
+    let change = Arc::new(check::read_change(change_path, args.metrics.as_deref())?);
+    let options = RunOptions {
+        checkpoints: args.checkpoints.clone(),
+        keep_going: args.keep_going,
+        fail_on_warn: args.fail_on_warn,
+        change_id: args.change_id.clone(),
+    };
+    let spinner = Spinner {
+        bar: std::sync::Mutex::new(None),
+    };
+    let mut report: CheckReport =
+        check::run_plan(runtime, plan, change, &options, &spinner).await?;
+    report.plan = args.plan.clone();
+    report.change = change_path.to_owned();
+    let color = match args.output.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let options = RenderOptions {
+        color,
+        path_prefix: args.output.path_prefix.clone(),
+    };
+    match &output {
+        Some(path) => {
+            std::fs::write(path, report::render(&report, format, &options)).map_err(|err| {
+                CliError::internal(
+                    format!("cannot write the report to {}", path.display()),
+                    err,
+                )
+            })?;
+            print!(
+                "{}",
+                report::render(&report, report::Format::Human, &options)
+            );
+        }
+        None => print!("{}", report::render(&report, format, &options)),
+    }
+    Ok(exit::for_report(&report))
+}
+
+/// The report format and where it goes (`None`: stdout).
+fn output_format(args: &OutputArgs) -> Result<(report::Format, Option<PathBuf>), CliError> {
+    let format = match (args.format, &args.output) {
+        (Some(format), _) => format.into(),
+        (None, None) => report::Format::Human,
+        (None, Some(path)) => match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => report::Format::Json,
+            Some("xml") => report::Format::Junit,
+            Some("sarif") => report::Format::Sarif,
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "cannot tell the report format from {}; add --format json|junit|sarif|github|human",
+                    path.display()
+                )));
+            }
+        },
+    };
+    Ok((format, args.output.clone()))
+}
+
+/// The plan `cairn validate` runs: one checkpoint with every plugin given.
+fn ad_hoc_plan(args: &ValidateArgs) -> Result<Plan, CliError> {
+    if !args.sha256.is_empty() && args.sha256.len() != args.plugins.len() {
+        return Err(CliError::Usage(format!(
+            "--sha256 was given {} times for {} plugins; give one per plugin, in order",
+            args.sha256.len(),
+            args.plugins.len()
+        )));
+    }
+    let pins = args
+        .sha256
+        .iter()
+        .map(|pin| {
+            pin.parse::<Sha256Digest>()
+                .map_err(|err| CliError::Usage(format!("--sha256: {err}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = read_config(&args.config)?;
+    let limit_settings = args.limits.settings();
+    let limits = limit_settings
+        .apply(Limits::default())
+        .map_err(CheckError::Limits)?;
+    let mut plugins = Vec::new();
+    for path in &args.plugins {
+        let name = path.display().to_string();
+        plugins.extend(
+            check::component_files(&name, path)?
+                .into_iter()
+                .map(AdHocPlugin::new),
+        );
+    }
+    if !pins.is_empty() {
+        if plugins.len() != pins.len() {
+            return Err(CliError::Usage(
+                "--sha256 pins need one .wasm file per pin, not a workspace directory".to_owned(),
+            ));
+        }
+        for (plugin, pin) in plugins.iter_mut().zip(pins) {
+            plugin.sha256 = Some(pin);
+        }
+    }
+    Ok(Plan::ad_hoc(
+        AdHocCheckpoint {
+            name: args.checkpoint.clone(),
+            environment: Some(args.environment.clone()),
+            rollout_percent: args.rollout_percent,
+            rules: GateRules::default(),
+            config,
+            limit_settings,
+            limits,
+            on_error: match args.on_error {
+                OnErrorArg::Fail => check::OnError::Fail,
+                OnErrorArg::Warn => check::OnError::Warn,
+                OnErrorArg::Ignore => check::OnError::Ignore,
+            },
+        },
+        plugins,
+    ))
+}
+
+fn read_config(config: &str) -> Result<String, CliError> {
+    let text = match config.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|err| CliError::input(format!("cannot read config file {path}"), err))?,
+        None => config.to_owned(),
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|err| CliError::input("--config is not valid JSON", err))?;
+    Ok(text)
+}
+
+fn lock_plan(runtime: &Runtime, plan: &Plan, args: &LockArgs) -> Result<u8, CliError> {
+    let pins = lock::plugin_pins(runtime, plan)?;
+    for pin in &pins {
+        println!(
+            "{}: {} ({})",
+            pin.plugin,
+            pin.digest,
+            match pin.status {
+                PinStatus::Current => "unchanged",
+                PinStatus::Stale => "was different",
+                PinStatus::Missing => "new pin",
+            }
+        );
+    }
+    let stale: Vec<&str> = pins
+        .iter()
+        .filter(|pin| pin.status != PinStatus::Current)
+        .map(|pin| pin.plugin.as_str())
+        .collect();
+    if args.check {
+        if stale.is_empty() {
+            println!("every pin is current");
+            return Ok(exit::PASS);
+        }
+        eprintln!(
+            "{} pin(s) missing or stale: {}; run `cairn lock --plan {}`",
+            stale.len(),
+            stale.join(", "),
+            args.plan.display()
+        );
+        return Ok(exit::FAIL);
+    }
+    let written = lock::write_pins(&args.plan, &pins)?;
+    if written > 0 {
+        println!("pinned {written} plugin(s) in {}", args.plan.display());
+    }
+    Ok(exit::PASS)
+}
+
+/// The one component of a plugin argument (a `.wasm` file or a plugin
+/// crate).
+fn single_component(path: &Path) -> Result<PathBuf, CliError> {
+    let name = path.display().to_string();
+    let files = check::component_files(&name, path)?;
+    match files.as_slice() {
+        [file] => Ok(file.clone()),
+        _ => Err(CliError::Usage(format!(
+            "{} holds {} plugins; name one",
+            path.display(),
+            files.len()
+        ))),
+    }
+}
+
+/// Reads and loads the plugin at `path` (any world).
+fn load_one(runtime: &Runtime, path: &Path) -> Result<(PathBuf, bool, crate::Plugin), CliError> {
+    let file = single_component(path)?;
+    let load_error = |source| CheckError::Load {
+        plugin: path.display().to_string(),
+        path: file.clone(),
+        source: Box::new(source),
+    };
+    let bytes = PluginBytes::read(&file).map_err(load_error)?;
+    let cached = runtime.is_compiled(&bytes.digest());
+    let plugin = runtime.load(&bytes, None).map_err(load_error)?;
+    Ok((file, cached, plugin))
+}
+
+async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
+    let (file, cached, plugin) = load_one(runtime, path)?;
+    let report = plugin.info(&Limits::default()).await;
+    let footprint = plugin.footprint();
+    let safe = |text: &str| exit::escape_for_terminal(text);
+    println!("file:        {}", file.display());
+    println!(
+        "world:       {} (cairn:plugin@{})",
+        plugin.world(),
+        plugin.contract_version()
+    );
+    println!("sha256:      {}", plugin.digest());
+    println!("size:        {} bytes", plugin.size());
+    println!(
+        "footprint:   {} core instance(s), {} memory(ies), {} table(s) per call",
+        footprint.core_instances, footprint.memories, footprint.tables
+    );
+    println!(
+        "cache:       {}",
+        match (cached, runtime.compile_cache()) {
+            (true, _) => "compiled (in the compile cache)".to_owned(),
+            (false, Some(cache)) => format!(
+                "not cached before this run (now in {})",
+                cache.dir().display()
+            ),
+            (false, None) => "compile cache disabled".to_owned(),
+        }
+    );
+    println!(
+        "initialized: {}",
+        if plugin.pre_initialized() {
+            "yes (calls start from the snapshot taken after its `initialize`)"
+        } else {
+            "no (exports no `initialization`)"
+        }
+    );
+    println!("imports:");
+    for import in plugin.imports() {
+        println!("  {}", safe(import));
+    }
+    match report.outcome {
+        CallOutcome::Completed(info) => {
+            println!("name:        {}", safe(&info.name));
+            println!("version:     {}", safe(&info.version));
+            println!("description: {}", safe(&info.description));
+            if let Some(schema) = info.config_schema {
+                println!("config schema:\n{}", safe(&schema));
+            }
+            Ok(exit::PASS)
+        }
+        CallOutcome::Refused(reason) => Err(CliError::PluginInfo(format!(
+            "info() refused: {}",
+            safe(&reason)
+        ))),
+        CallOutcome::Stopped(failure) => Err(CliError::PluginInfo(format!(
+            "info() was stopped: {failure}"
+        ))),
+    }
+}
+
+async fn test_cases(
+    runtime: &Runtime,
+    plugin: &Path,
+    cases: &Path,
+    limits: &Limits,
+) -> Result<u8, CliError> {
+    let (_, _, plugin) = load_one(runtime, plugin)?;
+    let results = golden::run_cases(&plugin, cases, limits).await?;
+    if results.is_empty() {
+        return Err(CliError::Input {
+            message: format!("no cases under {}", cases.display()),
+            source: None,
+        });
+    }
+    for result in &results {
+        println!("{result}");
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    println!(
+        "\n{}: {} cases, {failed} failed",
+        plugin.name(),
+        results.len()
+    );
+    Ok(if failed == 0 { exit::PASS } else { exit::FAIL })
+}
+
+fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8, CliError> {
+    use scaffold::{Kind, Lang};
+    let lang = match lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+        LangArg::Js => Lang::Js,
+    };
+    let kind = match kind {
+        KindArg::Validator => Kind::Validator,
+        KindArg::FaultInjector => Kind::FaultInjector,
+    };
+    let project = scaffold::scaffold(name, lang, kind, dir)?;
+    println!("created {} ({lang} {kind}) in {}", name, project.display());
+    println!(
+        "see {} for how to build and test it",
+        project.join("README.md").display()
+    );
+    Ok(exit::PASS)
+}

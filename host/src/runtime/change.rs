@@ -1,0 +1,545 @@
+//! The change under validation as the host holds it: documents with their
+//! before/after bytes and media type, the checkpoint, observed metrics, and
+//! loading all of that from a directory or a JSON bundle file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// How a document differs between before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    Added,
+    Modified,
+    Deleted,
+    Unchanged,
+}
+
+/// The media type of a document: one of the five cairn assigns by
+/// extension, or what a bundle says (`media-type`). Plugins receive it as
+/// text (`as_str`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MediaType {
+    /// `application/json` (`.json`).
+    Json,
+    /// `application/yaml` (`.yaml`, `.yml`).
+    Yaml,
+    /// `application/toml` (`.toml`).
+    Toml,
+    /// `text/plain` (`.txt`, `.md`, `.csv`, `.sql`).
+    Text,
+    /// `application/octet-stream` (anything else).
+    OctetStream,
+    /// Another type a bundle gave, checked to be `type/subtype`.
+    Other(String),
+}
+
+/// Why a bundle's `media-type` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("media type {text:?} is not of the form type/subtype (RFC 6838 characters, at most 255)")]
+pub struct InvalidMediaType {
+    pub text: String,
+}
+
+impl MediaType {
+    /// The media type cairn assigns to a path, from its extension.
+    pub fn for_path(path: &str) -> MediaType {
+        let extension = path
+            .rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("json") => MediaType::Json,
+            Some("yaml" | "yml") => MediaType::Yaml,
+            Some("toml") => MediaType::Toml,
+            Some("txt" | "md" | "csv" | "sql") => MediaType::Text,
+            _ => MediaType::OctetStream,
+        }
+    }
+
+    /// Parses `type/subtype` (case-insensitive for the five known types,
+    /// parameters not allowed). Anything a terminal or a report could
+    /// misread (spaces, control characters, quotes) is refused.
+    pub fn parse(text: &str) -> Result<MediaType, InvalidMediaType> {
+        let lower = text.to_ascii_lowercase();
+        let known = [
+            MediaType::Json,
+            MediaType::Yaml,
+            MediaType::Toml,
+            MediaType::Text,
+            MediaType::OctetStream,
+        ];
+        if let Some(known) = known.into_iter().find(|m| m.as_str() == lower) {
+            return Ok(known);
+        }
+        let restricted_name = |part: &str| {
+            (1..=127).contains(&part.len())
+                && part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        match lower.split_once('/') {
+            Some((kind, subtype))
+                if text.len() <= 255 && restricted_name(kind) && restricted_name(subtype) =>
+            {
+                Ok(MediaType::Other(lower))
+            }
+            _ => Err(InvalidMediaType {
+                text: text.chars().take(100).collect(),
+            }),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            MediaType::Json => "application/json",
+            MediaType::Yaml => "application/yaml",
+            MediaType::Toml => "application/toml",
+            MediaType::Text => "text/plain",
+            MediaType::OctetStream => "application/octet-stream",
+            MediaType::Other(other) => other,
+        }
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One document of a change, addressed by its `/`-separated relative path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub path: String,
+    pub media_type: MediaType,
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
+}
+
+impl Document {
+    /// A document whose media type is guessed from its path.
+    pub fn new(path: impl Into<String>, before: Option<Vec<u8>>, after: Option<Vec<u8>>) -> Self {
+        let path = path.into();
+        Self {
+            media_type: MediaType::for_path(&path),
+            path,
+            before,
+            after,
+        }
+    }
+
+    pub fn status(&self) -> DocumentStatus {
+        match (&self.before, &self.after) {
+            (None, Some(_)) => DocumentStatus::Added,
+            (Some(_), None) => DocumentStatus::Deleted,
+            (Some(before), Some(after)) if before == after => DocumentStatus::Unchanged,
+            _ => DocumentStatus::Modified,
+        }
+    }
+}
+
+/// An observed metric handed to validators (`error-rate`, `latency-p99-ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+}
+
+/// Where in the rollout a validator is being called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Checkpoint {
+    pub name: String,
+    pub index: u32,
+    pub environment: String,
+    pub rollout_percent: u8,
+    pub change_id: String,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self {
+            name: "preflight".into(),
+            index: 0,
+            environment: "preflight".into(),
+            rollout_percent: 0,
+            change_id: "local".into(),
+        }
+    }
+}
+
+/// Everything a validator may see: documents (sorted by path) and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    documents: BTreeMap<String, Document>,
+    pub metrics: Vec<Metric>,
+}
+
+/// Why a change could not be read from disk.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("cannot read {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: neither `before/` nor `after/` exists; a change directory holds one or both", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: not a valid UTF-8 path under the change directory", path.display())]
+    NonUtf8Path { path: PathBuf },
+    #[error("{}: invalid change bundle: {message}", path.display())]
+    Bundle { path: PathBuf, message: String },
+    #[error("{}: invalid metrics file (expected a JSON object of metric name to number)", path.display())]
+    Metrics {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Name of the optional metrics file in a change directory: a JSON object
+/// of metric name to number.
+pub const METRICS_FILE: &str = "metrics.json";
+
+impl Change {
+    pub fn new(documents: impl IntoIterator<Item = Document>, metrics: Vec<Metric>) -> Self {
+        Self {
+            documents: documents
+                .into_iter()
+                .map(|doc| (doc.path.clone(), doc))
+                .collect(),
+            metrics,
+        }
+    }
+
+    /// Reads a change from a directory (see [`Change::from_dir`]) or a JSON
+    /// bundle file (see [`Change::from_bundle`]).
+    pub fn load(path: &Path) -> Result<Change, ChangeError> {
+        if path.is_dir() {
+            Change::from_dir(path)
+        } else {
+            Change::from_bundle(path)
+        }
+    }
+
+    /// Reads a change bundle: one JSON file holding every document,
+    ///
+    /// ```json
+    /// {"documents": [{"path": "workflows/a.json", "before": "{...}", "after": "{...}"},
+    ///                {"path": "logo.png", "after-base64": "iVBORw0..."}],
+    ///  "metrics": {"error-rate": 0.01}}
+    /// ```
+    ///
+    /// `before`/`after` hold text, `before-base64`/`after-base64` bytes; a
+    /// missing side means added or deleted. `media-type` overrides the one
+    /// guessed from the extension.
+    pub fn from_bundle(path: &Path) -> Result<Change, ChangeError> {
+        let text = fs::read(path).map_err(|source| ChangeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bundle: Bundle = serde_json::from_slice(&text).map_err(|err| ChangeError::Bundle {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        let invalid = |message: String| ChangeError::Bundle {
+            path: path.to_owned(),
+            message,
+        };
+        let mut documents = Vec::new();
+        let mut seen = BTreeSet::new();
+        for doc in bundle.documents {
+            if !seen.insert(doc.path.clone()) {
+                return Err(invalid(format!("document {:?} appears twice", doc.path)));
+            }
+            let side = |text: Option<String>, b64: Option<String>, which: &str| match (text, b64) {
+                (Some(_), Some(_)) => Err(invalid(format!(
+                    "document {:?} has both `{which}` and `{which}-base64`",
+                    doc.path
+                ))),
+                (Some(text), None) => Ok(Some(text.into_bytes())),
+                (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                    .decode(encoded.as_bytes())
+                    .map(Some)
+                    .map_err(|err| {
+                        invalid(format!("document {:?}: `{which}-base64`: {err}", doc.path))
+                    }),
+                (None, None) => Ok(None),
+            };
+            let before = side(doc.before, doc.before_base64, "before")?;
+            let after = side(doc.after, doc.after_base64, "after")?;
+            if before.is_none() && after.is_none() {
+                return Err(invalid(format!(
+                    "document {:?} has neither before nor after",
+                    doc.path
+                )));
+            }
+            let mut document = Document::new(doc.path, before, after);
+            if let Some(media_type) = doc.media_type {
+                document.media_type = MediaType::parse(&media_type)
+                    .map_err(|err| invalid(format!("document {:?}: {err}", document.path)))?;
+            }
+            documents.push(document);
+        }
+        let metrics = bundle
+            .metrics
+            .into_iter()
+            .map(|(name, value)| Metric { name, value })
+            .collect();
+        Ok(Change::new(documents, metrics))
+    }
+
+    /// Replaces the metrics with those of a JSON file
+    /// (`{"error-rate": 0.01, ...}`).
+    pub fn with_metrics_file(mut self, path: &Path) -> Result<Change, ChangeError> {
+        self.metrics = read_metrics(path)?;
+        Ok(self)
+    }
+
+    /// Reads a change directory: `before/` and `after/` trees (either may be
+    /// absent) and an optional `metrics.json` (`{"error-rate": 0.01}`).
+    pub fn from_dir(dir: &Path) -> Result<Change, ChangeError> {
+        let before_dir = dir.join("before");
+        let after_dir = dir.join("after");
+        if !before_dir.is_dir() && !after_dir.is_dir() {
+            return Err(ChangeError::Empty { path: dir.into() });
+        }
+        let before = read_tree(&before_dir)?;
+        let mut after = read_tree(&after_dir)?;
+        let mut documents: Vec<Document> = before
+            .into_iter()
+            .map(|(path, bytes)| {
+                let after_bytes = after.remove(&path);
+                Document::new(path, Some(bytes), after_bytes)
+            })
+            .collect();
+        documents.extend(
+            after
+                .into_iter()
+                .map(|(path, bytes)| Document::new(path, None, Some(bytes))),
+        );
+        let metrics_path = dir.join(METRICS_FILE);
+        let metrics = if metrics_path.is_file() {
+            read_metrics(&metrics_path)?
+        } else {
+            Vec::new()
+        };
+        Ok(Change::new(documents, metrics))
+    }
+
+    pub fn documents(&self) -> impl Iterator<Item = &Document> {
+        self.documents.values()
+    }
+
+    pub fn document(&self, path: &str) -> Option<&Document> {
+        self.documents.get(path)
+    }
+
+    pub fn paths(&self) -> BTreeSet<&str> {
+        self.documents.keys().map(String::as_str).collect()
+    }
+}
+
+/// Reads a metrics file: a JSON object of metric name to number.
+fn read_metrics(path: &Path) -> Result<Vec<Metric>, ChangeError> {
+    let text = fs::read(path).map_err(|source| ChangeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let map: BTreeMap<String, f64> =
+        serde_json::from_slice(&text).map_err(|source| ChangeError::Metrics {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(map
+        .into_iter()
+        .map(|(name, value)| Metric { name, value })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bundle {
+    documents: Vec<BundleDocument>,
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BundleDocument {
+    path: String,
+    media_type: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    before_base64: Option<String>,
+    after_base64: Option<String>,
+}
+
+/// Reads every regular file under `root` keyed by its `/`-separated path
+/// relative to `root`; a missing `root` is an empty tree.
+fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
+    let mut files = BTreeMap::new();
+    if !root.is_dir() {
+        return Ok(files);
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let io_err = |source| ChangeError::Io {
+            path: dir.clone(),
+            source,
+        };
+        for entry in fs::read_dir(&dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io_err)?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let relative = path
+                    .strip_prefix(root)
+                    .ok()
+                    .and_then(|rel| {
+                        rel.components()
+                            .map(|c| c.as_os_str().to_str())
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .map(|parts| parts.join("/"))
+                    .ok_or_else(|| ChangeError::NonUtf8Path { path: path.clone() })?;
+                let bytes = fs::read(&path).map_err(|source| ChangeError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.insert(relative, bytes);
+            }
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_before_and_after() {
+        let doc = |b: Option<&str>, a: Option<&str>| {
+            Document::new("x.json", b.map(|s| s.into()), a.map(|s| s.into())).status()
+        };
+        assert_eq!(doc(None, Some("1")), DocumentStatus::Added);
+        assert_eq!(doc(Some("1"), None), DocumentStatus::Deleted);
+        assert_eq!(doc(Some("1"), Some("1")), DocumentStatus::Unchanged);
+        assert_eq!(doc(Some("1"), Some("2")), DocumentStatus::Modified);
+    }
+
+    #[test]
+    fn bundle_holds_text_and_base64_documents_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("change.json");
+        fs::write(
+            &path,
+            r#"{"documents": [
+                {"path": "a.json", "before": "{}", "after": "{\"a\": 1}"},
+                {"path": "logo.bin", "after-base64": "AAEC/w==", "media-type": "image/png"}],
+               "metrics": {"error-rate": 0.25}}"#,
+        )
+        .unwrap();
+        let change = Change::load(&path).unwrap();
+        let logo = change.document("logo.bin").unwrap();
+        assert_eq!(logo.after.as_deref(), Some(&[0u8, 1, 2, 255][..]));
+        assert_eq!(
+            (logo.media_type.as_str(), logo.status()),
+            ("image/png", DocumentStatus::Added)
+        );
+        assert_eq!(
+            change.document("a.json").unwrap().status(),
+            DocumentStatus::Modified
+        );
+        assert_eq!(change.metrics[0].value, 0.25);
+
+        fs::write(
+            &path,
+            r#"{"documents": [{"path": "x", "before": "a", "before-base64": "YQ=="}]}"#,
+        )
+        .unwrap();
+        let err = Change::load(&path).unwrap_err().to_string();
+        assert!(err.contains("both `before` and `before-base64`"), "{err}");
+        fs::write(&path, r#"{"documents": [{"path": "x"}]}"#).unwrap();
+        assert!(
+            Change::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("neither before nor after")
+        );
+    }
+
+    #[test]
+    fn change_dir_pairs_documents_by_relative_path() {
+        let dir = std::env::temp_dir().join(format!("cairn-change-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("before/tables")).unwrap();
+        fs::create_dir_all(dir.join("after/tables")).unwrap();
+        fs::write(dir.join("before/tables/users.yaml"), "a: 1").unwrap();
+        fs::write(dir.join("after/tables/users.yaml"), "a: 2").unwrap();
+        fs::write(dir.join("before/old.json"), "{}").unwrap();
+        fs::write(dir.join("after/new.toml"), "x = 1").unwrap();
+        fs::write(dir.join(METRICS_FILE), r#"{"error-rate": 0.5}"#).unwrap();
+        let change = Change::from_dir(&dir).unwrap();
+        let summary: Vec<_> = change
+            .documents()
+            .map(|d| (d.path.as_str(), d.media_type.as_str(), d.status()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("new.toml", "application/toml", DocumentStatus::Added),
+                ("old.json", "application/json", DocumentStatus::Deleted),
+                (
+                    "tables/users.yaml",
+                    "application/yaml",
+                    DocumentStatus::Modified
+                ),
+            ]
+        );
+        assert_eq!(
+            change.metrics,
+            vec![Metric {
+                name: "error-rate".into(),
+                value: 0.5
+            }]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn media_types_are_typed_and_hostile_ones_are_refused() {
+        assert_eq!(MediaType::for_path("a/B.YML"), MediaType::Yaml);
+        assert_eq!(MediaType::for_path("x"), MediaType::OctetStream);
+        assert_eq!(MediaType::parse("Application/JSON"), Ok(MediaType::Json));
+        assert_eq!(
+            MediaType::parse("image/png").map(|m| m.as_str().to_owned()),
+            Ok("image/png".to_owned())
+        );
+        for bad in [
+            "",
+            "png",
+            "image/",
+            "/png",
+            "a/b c",
+            "a/b\u{1b}[31m",
+            "a/b;q=1",
+            "a/b/c",
+        ] {
+            assert!(MediaType::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
