@@ -139,6 +139,7 @@ pub(crate) struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Report")]
 pub(crate) struct OutputArgs {
     /// Report format. Default: human; with --output, taken from the file
     /// extension (.json, .xml → junit, .sarif).
@@ -228,9 +229,6 @@ pub(crate) struct ValidateArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) metrics: Option<PathBuf>,
 
-    #[command(flatten)]
-    pub(crate) limits: LimitArgs,
-
     /// What a stopped or refusing plugin counts as.
     #[arg(long, value_enum, default_value_t = OnErrorArg::Fail)]
     pub(crate) on_error: OnErrorArg,
@@ -238,6 +236,9 @@ pub(crate) struct ValidateArgs {
     /// Warnings fail the gate (exit code 2).
     #[arg(long)]
     pub(crate) fail_on_warn: bool,
+
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
 
     #[command(flatten)]
     pub(crate) output: OutputArgs,
@@ -249,23 +250,23 @@ pub(crate) struct ValidateArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Limits (per call; same names and units as a plan's `limits`)")]
 pub(crate) struct LimitArgs {
-    /// Wall-clock budget per call, in milliseconds [default: 1000].
+    /// Wall-clock budget per call, in milliseconds [default: the plan's, else 1000].
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
 
-    /// Linear memory cap per call, in MiB [default: 64].
+    /// Linear memory cap per call, in MiB [default: the plan's, else 64].
     #[arg(long, value_name = "MIB")]
     pub(crate) memory_mb: Option<u64>,
 
-    /// CPU budget per call in fuel units (turns fuel metering on) [default: none].
+    /// CPU budget per call in fuel units (turns fuel metering on) [default: the plan's, else none].
     #[arg(long, value_name = "UNITS")]
     pub(crate) fuel: Option<u64>,
 
-    /// Cap on stdout + stderr + log per call, in KiB [default: 64].
+    /// Cap on stdout + stderr + log per call, in KiB [default: the plan's, else 64].
     #[arg(long, value_name = "KIB")]
     pub(crate) output_kb: Option<u64>,
 
-    /// Cap on findings per verdict [default: 1000].
+    /// Cap on findings per verdict [default: the plan's, else 1000].
     #[arg(long, value_name = "N")]
     pub(crate) max_findings: Option<u64>,
 }

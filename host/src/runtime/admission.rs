@@ -120,6 +120,10 @@ impl Admission {
         if !self.fits(footprint) {
             return Err(self.overloaded(footprint, "never fits in the pool"));
         }
+        // The common case, capacity to spare: no timer, no waiting.
+        if let Some(admitted) = self.try_admit(footprint) {
+            return Ok(admitted);
+        }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let acquired = tokio::time::timeout(self.wait, async {
             let take =
@@ -142,6 +146,25 @@ impl Admission {
                 &format!("no capacity within {} ms", self.wait.as_millis()),
             )),
         }
+    }
+
+    /// Takes the permits at once if all are free (none are taken
+    /// otherwise), unless others are already waiting: they go first.
+    fn try_admit(&self, footprint: &InstanceFootprint) -> Option<Admitted> {
+        if self.waiting() > 0 {
+            return None;
+        }
+        let take = |semaphore: &Arc<Semaphore>, n: u32| {
+            Arc::clone(semaphore).try_acquire_many_owned(n).ok()
+        };
+        Some(Admitted {
+            _permits: [
+                take(&self.component_instances, 1)?,
+                take(&self.core_instances, footprint.core_instances)?,
+                take(&self.memories, footprint.memories)?,
+                take(&self.tables, footprint.tables)?,
+            ],
+        })
     }
 
     fn overloaded(&self, footprint: &InstanceFootprint, why: &str) -> Failure {
