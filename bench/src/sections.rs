@@ -526,7 +526,7 @@ pub fn load(bench: &Bench) -> anyhow::Result<Outcome> {
             Ok(start.elapsed())
         })?;
         // Compiles once more and fills the cache.
-        let sha256 = fresh.load_bytes(language, &wasm, None)?.sha256();
+        let sha256 = fresh.load_bytes(language, &wasm, None)?.digest();
         let cached = time_each(budget, || {
             cache
                 .load_or_compile(fresh.engine(), &wasm, &sha256)

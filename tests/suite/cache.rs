@@ -30,7 +30,7 @@ fn second_load_is_served_from_disk_then_from_memory() {
 
     let second = runtime_with_cache(dir.path(), false);
     let cache = second.compile_cache().expect("cache is on");
-    let sha256 = first.load_file(plugin, None).unwrap().sha256();
+    let sha256 = first.load_file(plugin, None).unwrap().digest();
     assert!(cache.contains(&sha256));
     assert_eq!(
         second.load_file(plugin, None).unwrap().cache_status(),
@@ -69,7 +69,7 @@ fn corrupt_cache_entry_is_recompiled_not_fatal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = Path::new(guests::NO_DELETES);
     let first = runtime_with_cache(dir.path(), false);
-    let sha256 = first.load_file(plugin, None).unwrap().sha256();
+    let sha256 = first.load_file(plugin, None).unwrap().digest();
     let artifact = first.compile_cache().unwrap().artifact_path(&sha256);
     std::fs::write(&artifact, b"not a compiled component").unwrap();
 

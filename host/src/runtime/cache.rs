@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::runtime::digest::Sha256Digest;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -89,9 +91,9 @@ impl CompileCache {
     }
 
     /// Path of the artifact for a wasm with this sha256 (hex).
-    pub fn artifact_path(&self, wasm_sha256: &str) -> PathBuf {
+    pub fn artifact_path(&self, wasm_sha256: &Sha256Digest) -> PathBuf {
         let key = Sha256::new()
-            .chain_update(wasm_sha256.as_bytes())
+            .chain_update(wasm_sha256.to_hex().as_bytes())
             .chain_update(b"\0")
             .chain_update(self.engine_fingerprint.as_bytes())
             .finalize();
@@ -99,7 +101,7 @@ impl CompileCache {
     }
 
     /// Whether a compiled artifact for this wasm is on disk.
-    pub fn contains(&self, wasm_sha256: &str) -> bool {
+    pub fn contains(&self, wasm_sha256: &Sha256Digest) -> bool {
         self.artifact_path(wasm_sha256).is_file()
     }
 
@@ -108,7 +110,7 @@ impl CompileCache {
         &self,
         engine: &Engine,
         wasm: &[u8],
-        wasm_sha256: &str,
+        wasm_sha256: &Sha256Digest,
     ) -> wasmtime::Result<(Component, CacheStatus)> {
         if let Some(component) = self.load(engine, wasm_sha256) {
             return Ok((component, CacheStatus::Disk));
@@ -119,7 +121,7 @@ impl CompileCache {
 
     /// The component stored for this wasm, if there is a usable one; an
     /// unusable entry (another engine, a damaged file) is removed.
-    pub fn load(&self, engine: &Engine, wasm_sha256: &str) -> Option<Component> {
+    pub fn load(&self, engine: &Engine, wasm_sha256: &Sha256Digest) -> Option<Component> {
         let path = self.artifact_path(wasm_sha256);
         if !path.is_file() {
             return None;
@@ -146,7 +148,7 @@ impl CompileCache {
         &self,
         engine: &Engine,
         wasm: &[u8],
-        wasm_sha256: &str,
+        wasm_sha256: &Sha256Digest,
     ) -> wasmtime::Result<Component> {
         let path = self.artifact_path(wasm_sha256);
         let compiled = engine.precompile_component(wasm)?;

@@ -196,6 +196,12 @@ pub enum ChangeError {
     Empty { path: PathBuf },
     #[error("{}: not a valid UTF-8 path under the change directory", path.display())]
     NonUtf8Path { path: PathBuf },
+    #[error("{}: not a change bundle (JSON with `documents` and optional `metrics`)", path.display())]
+    BundleJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{}: invalid change bundle: {message}", path.display())]
     Bundle { path: PathBuf, message: String },
     #[error("{}: invalid metrics file (expected a JSON object of metric name to number)", path.display())]
@@ -247,10 +253,11 @@ impl Change {
             path: path.to_owned(),
             source,
         })?;
-        let bundle: Bundle = serde_json::from_slice(&text).map_err(|err| ChangeError::Bundle {
-            path: path.to_owned(),
-            message: err.to_string(),
-        })?;
+        let bundle: Bundle =
+            serde_json::from_slice(&text).map_err(|source| ChangeError::BundleJson {
+                path: path.to_owned(),
+                source,
+            })?;
         let invalid = |message: String| ChangeError::Bundle {
             path: path.to_owned(),
             message,

@@ -342,11 +342,7 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(digest);
-        in_memory
-            || self
-                .cache
-                .as_ref()
-                .is_some_and(|c| c.contains(&digest.to_hex()))
+        in_memory || self.cache.as_ref().is_some_and(|c| c.contains(digest))
     }
 
     /// Loads a plugin from a `.wasm` file; its name is the file stem. `pin`,
@@ -428,16 +424,15 @@ impl Runtime {
             // Does not parse: compiling says why.
             None => None,
         };
-        let hex = plugin.digest.to_hex();
         let (component, status) = match self
             .cache
             .as_ref()
             .filter(|_| contract.is_some())
-            .and_then(|cache| cache.load(&self.engine, &hex))
+            .and_then(|cache| cache.load(&self.engine, &plugin.digest))
         {
             Some(component) => (component, CacheStatus::Disk),
             None => (
-                self.compile(name, &plugin.bytes, &hex, contract.as_ref())?,
+                self.compile(name, &plugin.bytes, &plugin.digest, contract.as_ref())?,
                 CacheStatus::Compiled,
             ),
         };
@@ -482,7 +477,7 @@ impl Runtime {
         &self,
         name: &str,
         wasm: &[u8],
-        wasm_sha256: &str,
+        wasm_sha256: &Sha256Digest,
         contract: Option<&Contract>,
     ) -> Result<Component, LoadError> {
         let snapshot;
