@@ -192,6 +192,9 @@ pub fn load_plugins<'a>(
     progress: &dyn LoadProgress,
 ) -> Result<LoadedPlugins, CheckError> {
     let mut loaded = LoadedPlugins::new();
+    // Plugins declared several times over one path (a wide ad-hoc plan) are
+    // built, read and hashed once.
+    let mut read: BTreeMap<PathBuf, (PathBuf, PluginBytes)> = BTreeMap::new();
     for name in names {
         if loaded.contains_key(name) {
             continue;
@@ -200,13 +203,24 @@ pub fn load_plugins<'a>(
             // A checked plan names only declared plugins.
             continue;
         };
-        let file = component_file(name, &entry.path)?;
+        let (file, bytes) = match read.get(&entry.path) {
+            Some((file, bytes)) => (file.clone(), bytes.clone().named(name)),
+            None => {
+                let file = component_file(name, &entry.path)?;
+                let bytes = PluginBytes::read(&file).map_err(|source| CheckError::Load {
+                    plugin: name.to_owned(),
+                    path: file.clone(),
+                    source: Box::new(source),
+                })?;
+                read.insert(entry.path.clone(), (file.clone(), bytes.clone()));
+                (file, bytes.named(name))
+            }
+        };
         let load_error = |source| CheckError::Load {
             plugin: name.to_owned(),
             path: file.clone(),
             source: Box::new(source),
         };
-        let bytes = PluginBytes::read(&file).map_err(load_error)?.named(name);
         let compiling = !runtime.is_compiled(&bytes.digest());
         if compiling {
             progress.compiling(name, bytes.bytes().len());

@@ -174,11 +174,12 @@ struct LoadCounters {
     from_memory: AtomicU64,
 }
 
-/// A plugin's component bytes, read once and hashed once per load.
+/// A plugin's component bytes, read once and hashed once per load; clones
+/// share the bytes.
 #[derive(Clone)]
 pub struct PluginBytes {
     name: String,
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
     digest: Sha256Digest,
 }
 
@@ -198,7 +199,7 @@ impl PluginBytes {
         let digest = Sha256Digest::of(&bytes);
         Self {
             name: name.into(),
-            bytes,
+            bytes: bytes.into(),
             digest,
         }
     }
