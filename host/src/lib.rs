@@ -42,7 +42,7 @@ pub use runtime::change::{
 };
 pub use runtime::digest::Sha256Digest;
 pub use runtime::failure::{Failure, FailureKind};
-pub use runtime::inject::{Fault, RequestInfo};
+pub use runtime::inject::{AbortResponse, Action, BodyFaults, Decision, RequestInfo};
 pub use runtime::limits::{LimitSettings, Limits};
 pub use runtime::plugin::{LoadError, Plugin, PluginInfo};
 pub use runtime::preinit::InitializationError;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use cairn_host::authoring::scaffold::{Kind, Lang, scaffold};
 use cairn_host::{
-    CallOutcome, CallReport, Change, Checkpoint, Document, FailureKind, Fault, Limits, Outcome,
-    Plugin, RequestInfo, Verdict,
+    AbortResponse, Action, CallOutcome, CallReport, Change, Checkpoint, Decision, Document,
+    FailureKind, Limits, Outcome, Plugin, RequestInfo, Verdict,
 };
 use serde_json::{Value, json};
 
@@ -154,16 +154,16 @@ async fn secrets_scan_describes_itself_identically_in_every_language() {
 
 fn request(path: &str, sequence: u64, elapsed_ms: u64, active_faults: u32) -> RequestInfo {
     RequestInfo {
-        method: "GET".into(),
         path: path.into(),
         headers: vec![("x-request-id".into(), sequence.to_string())],
         sequence,
-        elapsed: Duration::from_millis(elapsed_ms),
+        elapsed_ms,
         active_faults,
+        ..RequestInfo::default()
     }
 }
 
-async fn decide(request: &RequestInfo, config: &Value) -> CallOutcome<Fault> {
+async fn decide(request: &RequestInfo, config: &Value) -> CallOutcome<Decision> {
     loaded(guests::FLAKY_UPSTREAM_PY)
         .decide(request, &config.to_string(), &Limits::default())
         .await
@@ -171,26 +171,41 @@ async fn decide(request: &RequestInfo, config: &Value) -> CallOutcome<Fault> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_fault_injector_fails_every_nth_matching_request_and_delays_the_rest() {
+async fn python_v0_1_fault_injector_fails_every_nth_matching_request_and_delays_the_rest() {
     let config = json!({
         "paths": ["/orders"], "error_every": 3, "status": 502, "delay_ms": 40, "warmup_ms": 1000,
     });
-    let delayed = Fault::Delay {
-        duration: Duration::from_millis(40),
+    // A 0.1.0 `delay` is a request delay, an `error` an abort without
+    // headers: the bindings convert, the caller sees 0.2.0 decisions.
+    let delayed = Decision {
+        delay_request_ms: 40,
+        ..Decision::PASS
     };
-    let failed = Fault::Error {
-        status: 502,
-        body: Some("injected by cairn flaky-upstream".into()),
+    let failed = Decision {
+        action: Action::Abort(AbortResponse {
+            status: 502,
+            headers: Vec::new(),
+            body: Some(b"injected by cairn flaky-upstream".to_vec()),
+        }),
+        ..Decision::PASS
     };
     let cases = [
         (request("/orders/1", 0, 5_000, 0), delayed.clone(), "first"),
         (request("/orders/1", 1, 5_000, 0), delayed, "second"),
         (request("/orders/1", 2, 5_000, 0), failed, "third fails"),
-        (request("/users/1", 2, 5_000, 0), Fault::None, "other path"),
-        (request("/orders/1", 2, 500, 0), Fault::None, "warming up"),
+        (
+            request("/users/1", 2, 5_000, 0),
+            Decision::PASS,
+            "other path",
+        ),
+        (
+            request("/orders/1", 2, 500, 0),
+            Decision::PASS,
+            "warming up",
+        ),
         (
             request("/orders/1", 2, 5_000, 5),
-            Fault::None,
+            Decision::PASS,
             "blast radius",
         ),
     ];
@@ -463,12 +478,14 @@ async fn assert_fault_samples_pass(plugin: &Plugin, project: &Path) {
         );
         let report = plugin.decide(&request, "{}", &Limits::default()).await;
         let expected = match sample["expected"]["fault"].as_str() {
-            Some("delay") => Fault::Delay {
-                duration: Duration::from_millis(
+            Some("delay") => Decision {
+                delay_request_ms: u32::try_from(
                     sample["expected"]["duration_ms"].as_u64().expect("ms"),
-                ),
+                )
+                .expect("ms fits u32"),
+                ..Decision::PASS
             },
-            _ => Fault::None,
+            _ => Decision::PASS,
         };
         assert_eq!(report.outcome, CallOutcome::Completed(expected), "{sample}");
     }

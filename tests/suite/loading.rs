@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use std::time::Duration;
 
 use cairn_host::runtime::bindings::DetectError;
 use cairn_host::{
-    CallOutcome, Checkpoint, ContractVersion, FailureKind, Fault, Limits, LoadError, RequestInfo,
-    Sha256Digest, World,
+    CallOutcome, Checkpoint, ContractVersion, Decision, FailureKind, Limits, LoadError,
+    RequestInfo, Sha256Digest, World,
 };
 
 use crate::util::{guests, load, sample_change};
@@ -116,7 +115,6 @@ async fn fault_injector_loads_but_cannot_be_called_as_a_validator() {
 async fn fault_injector_decides_per_request_and_bad_statuses_are_invalid_output() {
     let plugin = load(guests::FAULT_INJECTOR);
     let request = |path: &str| RequestInfo {
-        method: "GET".into(),
         path: path.into(),
         ..RequestInfo::default()
     };
@@ -124,12 +122,13 @@ async fn fault_injector_decides_per_request_and_bad_statuses_are_invalid_output(
     let orders = plugin.decide(&request("/orders/42"), "{}", &limits).await;
     assert_eq!(
         orders.outcome,
-        CallOutcome::Completed(Fault::Delay {
-            duration: Duration::from_millis(50)
+        CallOutcome::Completed(Decision {
+            delay_request_ms: 50,
+            ..Decision::PASS
         })
     );
     let health = plugin.decide(&request("/health"), "{}", &limits).await;
-    assert_eq!(health.outcome, CallOutcome::Completed(Fault::None));
+    assert_eq!(health.outcome, CallOutcome::Completed(Decision::PASS));
     let bad = plugin
         .decide(&request("/orders/1"), "bad-status", &limits)
         .await;

@@ -84,7 +84,15 @@ pub(crate) fn pre_initialize(
         scan_component(&instrumented).core_instantiations,
         &component,
     );
-    let linker = runtime.linkers().linker(contract);
+    let linker = runtime.linkers().linker(contract).ok_or_else(|| {
+        InitializationError::Unsupported(
+            format!(
+                "contract {} has no {} world",
+                contract.version, contract.world
+            )
+            .into(),
+        )
+    })?;
     let export = contract.version.interface_name(INITIALIZATION_INTERFACE);
     let target = InitializationTarget {
         component: &component,

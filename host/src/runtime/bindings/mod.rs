@@ -4,6 +4,8 @@
 //! and world, and [`Pre`], the enum over versions every call goes through.
 //! Each version converts its types into the host's own (`verdict`,
 //! `change`, `inject`), so nothing outside this module names a version.
+//! A version need not define every world: 0.2.0 changed fault injection
+//! only, so validators stay on 0.1.0.
 
 use std::fmt;
 
@@ -12,11 +14,12 @@ use wasmtime::component::{Component, Linker};
 
 use crate::runtime::call::CallState;
 use crate::runtime::change::Checkpoint;
-use crate::runtime::inject::{Fault, RequestInfo};
+use crate::runtime::inject::{Decision, RequestInfo};
 use crate::runtime::plugin::PluginInfo;
 use crate::runtime::verdict::Verdict;
 
 pub mod v0_1;
+pub mod v0_2;
 
 /// The WIT package every plugin's exports belong to.
 pub const PACKAGE: &str = "cairn:plugin";
@@ -31,19 +34,40 @@ pub enum ContractVersion {
     /// `cairn:plugin@0.1.0` (`wit/v0.1`).
     #[serde(rename = "0.1.0")]
     V0_1,
+    /// `cairn:plugin@0.2.0` (`wit/v0.2`): fault injectors only.
+    #[serde(rename = "0.2.0")]
+    V0_2,
 }
 
 impl ContractVersion {
     /// Every version this cairn loads, oldest first.
-    pub const SUPPORTED: &'static [ContractVersion] = &[ContractVersion::V0_1];
+    pub const SUPPORTED: &'static [ContractVersion] =
+        &[ContractVersion::V0_1, ContractVersion::V0_2];
 
-    /// The newest version (what `cairn plugin new` scaffolds against).
-    pub const LATEST: ContractVersion = ContractVersion::V0_1;
+    /// The newest version that defines `world` (what `cairn plugin new`
+    /// scaffolds against).
+    pub fn latest(world: World) -> ContractVersion {
+        Self::SUPPORTED
+            .iter()
+            .rev()
+            .copied()
+            .find(|version| version.defines(world))
+            .unwrap_or(ContractVersion::V0_1)
+    }
+
+    /// Whether this version has a world `world`.
+    pub fn defines(self, world: World) -> bool {
+        match self {
+            ContractVersion::V0_1 => true,
+            ContractVersion::V0_2 => world == World::FaultInjector,
+        }
+    }
 
     /// The semver of the WIT package (`0.1.0`).
     pub fn as_str(self) -> &'static str {
         match self {
             ContractVersion::V0_1 => v0_1::VERSION,
+            ContractVersion::V0_2 => v0_2::VERSION,
         }
     }
 
@@ -130,6 +154,16 @@ pub enum DetectError {
         supported = ContractVersion::supported_list()
     )]
     UnsupportedVersion { export: String },
+    #[error(
+        "exports {export}, but contract {version} has no {world} world \
+         (a {world} is built against {PACKAGE}@{latest})",
+        latest = ContractVersion::latest(*world)
+    )]
+    WorldNotInVersion {
+        export: String,
+        world: World,
+        version: ContractVersion,
+    },
     #[error("exports both {first} and {second}; a plugin implements one world")]
     TwoWorlds { first: String, second: String },
 }
@@ -159,6 +193,13 @@ pub fn detect(exports: &[String]) -> Result<Contract, DetectError> {
             .find(|world| world.export_interface() == interface)
             .ok_or_else(unsupported)?;
         let version = ContractVersion::parse(version).ok_or_else(unsupported)?;
+        if !version.defines(world) {
+            return Err(DetectError::WorldNotInVersion {
+                export: export.clone(),
+                world,
+                version,
+            });
+        }
         if let Some((first, ..)) = found {
             return Err(DetectError::TwoWorlds {
                 first: first.clone(),
@@ -187,19 +228,23 @@ pub fn detect(exports: &[String]) -> Result<Contract, DetectError> {
 /// imports of that version.
 pub(crate) struct Linkers {
     v0_1: v0_1::Linkers,
+    v0_2: v0_2::Linkers,
 }
 
 impl Linkers {
     pub(crate) fn new(engine: &wasmtime::Engine) -> wasmtime::Result<Linkers> {
         Ok(Linkers {
             v0_1: v0_1::Linkers::new(engine)?,
+            v0_2: v0_2::Linkers::new(engine)?,
         })
     }
 
-    /// The linker a plugin of this contract is instantiated with.
-    pub(crate) fn linker(&self, contract: &Contract) -> &Linker<CallState> {
+    /// The linker a plugin of this contract is instantiated with; `None`
+    /// for a world its version does not define (which [`detect`] refuses).
+    pub(crate) fn linker(&self, contract: &Contract) -> Option<&Linker<CallState>> {
         match contract.version {
-            ContractVersion::V0_1 => self.v0_1.linker(contract.world),
+            ContractVersion::V0_1 => Some(self.v0_1.linker(contract.world)),
+            ContractVersion::V0_2 => self.v0_2.linker(contract.world),
         }
     }
 }
@@ -208,6 +253,7 @@ impl Linkers {
 /// instantiates from.
 pub(crate) enum Pre {
     V0_1(v0_1::Pre),
+    V0_2(v0_2::Pre),
 }
 
 impl Pre {
@@ -216,9 +262,17 @@ impl Pre {
         component: &Component,
         contract: &Contract,
     ) -> wasmtime::Result<Pre> {
-        let pre = linkers.linker(contract).instantiate_pre(component)?;
+        let linker = linkers.linker(contract).ok_or_else(|| {
+            wasmtime::format_err!(
+                "contract {} has no {} world",
+                contract.version,
+                contract.world
+            )
+        })?;
+        let pre = linker.instantiate_pre(component)?;
         Ok(match contract.version {
             ContractVersion::V0_1 => Pre::V0_1(v0_1::Pre::new(pre, contract.world)?),
+            ContractVersion::V0_2 => Pre::V0_2(v0_2::Pre::new(pre)?),
         })
     }
 
@@ -229,6 +283,7 @@ impl Pre {
     ) -> wasmtime::Result<PluginInfo> {
         match self {
             Pre::V0_1(pre) => pre.info(store).await,
+            Pre::V0_2(pre) => pre.info(store).await,
         }
     }
 
@@ -242,19 +297,21 @@ impl Pre {
     ) -> Option<wasmtime::Result<Result<Verdict, String>>> {
         match self {
             Pre::V0_1(pre) => pre.validate(store, at, config).await,
+            Pre::V0_2(_) => None,
         }
     }
 
     /// Instantiates and calls `decide`; `None` if the plugin is not a fault
-    /// injector. The fault is converted, not yet checked.
+    /// injector. The decision is converted, not yet checked.
     pub(crate) async fn decide(
         &self,
         store: &mut wasmtime::Store<CallState>,
         request: &RequestInfo,
         config: &str,
-    ) -> Option<wasmtime::Result<Result<Fault, String>>> {
+    ) -> Option<wasmtime::Result<Result<Decision, String>>> {
         match self {
             Pre::V0_1(pre) => pre.decide(store, request, config).await,
+            Pre::V0_2(pre) => Some(pre.decide(store, request, config).await),
         }
     }
 }
@@ -279,6 +336,23 @@ mod tests {
                 .unwrap()
                 .world,
             World::FaultInjector
+        );
+        let v0_2 = detect(&exports(&[
+            "cairn:plugin/fault-injection@0.2.0",
+            "cairn:plugin/initialization@0.2.0",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (v0_2.world, v0_2.version, v0_2.initializes),
+            (World::FaultInjector, ContractVersion::V0_2, true)
+        );
+        assert_eq!(
+            ContractVersion::latest(World::FaultInjector),
+            ContractVersion::V0_2
+        );
+        assert_eq!(
+            ContractVersion::latest(World::Validator),
+            ContractVersion::V0_1
         );
     }
 
@@ -312,6 +386,10 @@ mod tests {
             Err(DetectError::NotAPlugin { .. })
         ));
         assert!(matches!(detect(&[]), Err(DetectError::NotAPlugin { .. })));
+        assert!(matches!(
+            detect(&exports(&["cairn:plugin/validation@0.2.0"])),
+            Err(DetectError::WorldNotInVersion { .. })
+        ));
         assert!(matches!(
             detect(&exports(&["cairn:plugin/validation@9.0.0"])),
             Err(DetectError::UnsupportedVersion { .. })

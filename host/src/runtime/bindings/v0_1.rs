@@ -3,8 +3,6 @@
 //! pre-linked instances, and conversions between its types and the host's
 //! own. Never edited once released, except to follow the host's types.
 
-use std::time::Duration;
-
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
@@ -143,16 +141,18 @@ impl Pre {
         store: &mut Store<CallState>,
         request: &inject::RequestInfo,
         config: &str,
-    ) -> Option<wasmtime::Result<Result<inject::Fault, String>>> {
+    ) -> Option<wasmtime::Result<Result<inject::Decision, String>>> {
         let Pre::FaultInjector(pre) = self else {
             return None;
         };
+        // 0.1.0 knows the path with its query, and nothing of scheme,
+        // authority, body size, attempt or the random number.
         let request = wit_fault::RequestInfo {
             method: request.method.clone(),
-            path: request.path.clone(),
+            path: request.path_and_query(),
             headers: request.headers.clone(),
             sequence: request.sequence,
-            elapsed_ms: u64::try_from(request.elapsed.as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: request.elapsed_ms,
             active_faults: request.active_faults,
         };
         Some(
@@ -162,31 +162,47 @@ impl Pre {
                     .cairn_plugin_fault_injection()
                     .call_decide(&mut *store, &request, config)
                     .await?;
-                Ok(answer.map(inject::Fault::from))
+                Ok(answer.map(inject::Decision::from))
             }
             .await,
         )
     }
 }
 
-impl From<wit_fault::Fault> for inject::Fault {
+/// A 0.1.0 fault is one 0.2.0 decision: `delay` delays the request,
+/// `error` aborts without headers, `throttle` forwards with a throttled
+/// body.
+impl From<wit_fault::Fault> for inject::Decision {
     fn from(fault: wit_fault::Fault) -> Self {
-        let millis = |ms: u32| Duration::from_millis(ms.into());
+        use inject::{AbortResponse, Action, BodyFaults, Decision};
         match fault {
-            wit_fault::Fault::None => inject::Fault::None,
-            wit_fault::Fault::Delay(ms) => inject::Fault::Delay {
-                duration: millis(ms),
+            wit_fault::Fault::None => Decision::PASS,
+            wit_fault::Fault::Delay(ms) => Decision {
+                delay_request_ms: ms,
+                ..Decision::PASS
             },
-            wit_fault::Fault::Error(response) => inject::Fault::Error {
-                status: response.status,
-                body: response.body,
+            wit_fault::Fault::Error(response) => Decision {
+                action: Action::Abort(AbortResponse {
+                    status: response.status,
+                    headers: Vec::new(),
+                    body: response.body.map(String::into_bytes),
+                }),
+                ..Decision::PASS
             },
-            wit_fault::Fault::Reset => inject::Fault::Reset,
-            wit_fault::Fault::Hang(ms) => inject::Fault::Hang {
-                duration: millis(ms),
+            wit_fault::Fault::Reset => Decision {
+                action: Action::Reset,
+                ..Decision::PASS
             },
-            wit_fault::Fault::Throttle(rate) => inject::Fault::Throttle {
-                bytes_per_second: rate,
+            wit_fault::Fault::Hang(ms) => Decision {
+                action: Action::Hang { millis: ms },
+                ..Decision::PASS
+            },
+            wit_fault::Fault::Throttle(rate) => Decision {
+                body: BodyFaults {
+                    throttle_bytes_per_second: Some(rate),
+                    ..BodyFaults::default()
+                },
+                ..Decision::PASS
             },
         }
     }
