@@ -18,8 +18,11 @@ use crate::runtime::limits::Limits;
 use crate::runtime::plugin::Plugin;
 
 /// What the proxy tells a fault injector about one request (the shape of
-/// contract 0.2.0; older contracts are given what they know of it).
+/// contract 0.2.0; older contracts are given what they know of it). In
+/// JSON (decision logs, golden cases) fields are kebab-case and every one
+/// is optional, defaulting to [`RequestInfo::default`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct RequestInfo {
     pub method: String,
     /// `http` or `https`: the upstream's scheme.
@@ -29,13 +32,12 @@ pub struct RequestInfo {
     /// Path without the query.
     pub path: String,
     /// Query without the `?`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// Lower-case names, sensitive values already redacted.
-    #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// The request's `content-length`, when it gave one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub body_size: Option<u64>,
     /// 1-based attempt of this logical request.
     pub attempt: u32,
@@ -82,6 +84,7 @@ impl RequestInfo {
 
 /// A response the proxy sends instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AbortResponse {
     pub status: u16,
     #[serde(default)]
@@ -107,7 +110,7 @@ pub enum Action {
 
 /// Faults on a forwarded response's body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct BodyFaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle_bytes_per_second: Option<u32>,
@@ -125,7 +128,7 @@ impl BodyFaults {
 
 /// A fault injector's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Decision {
     #[serde(default)]
     pub delay_request_ms: u32,
@@ -422,5 +425,21 @@ mod tests {
         let text = serde_json::to_string(&abort(503, &[])).unwrap();
         let back: Decision = serde_json::from_str(&text).unwrap();
         assert_eq!(back, abort(503, &[]));
+    }
+
+    #[test]
+    fn request_json_is_kebab_case_and_every_field_defaults() {
+        let request: RequestInfo =
+            serde_json::from_str(r#"{"path": "/orders", "elapsed-ms": 7, "random": 9}"#).unwrap();
+        assert_eq!(
+            request,
+            RequestInfo {
+                path: "/orders".into(),
+                elapsed_ms: 7,
+                random: 9,
+                ..RequestInfo::default()
+            }
+        );
+        assert!(serde_json::from_str::<RequestInfo>(r#"{"elapsed_ms": 7}"#).is_err());
     }
 }
