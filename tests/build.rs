@@ -22,6 +22,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "tests/guests/Cargo.toml",
         "hostile_init.wasm",
     ),
+    (
+        "PASSTHROUGH_INJECTOR",
+        "tests/guests/Cargo.toml",
+        "passthrough_injector.wasm",
+    ),
+    (
+        "HOSTILE_INJECTOR",
+        "tests/guests/Cargo.toml",
+        "hostile_injector.wasm",
+    ),
     ("NO_DELETES", "plugins/Cargo.toml", "no_deletes.wasm"),
     ("WELL_FORMED", "plugins/Cargo.toml", "well_formed.wasm"),
     ("SECRETS_SCAN", "plugins/Cargo.toml", "secrets_scan.wasm"),
@@ -34,6 +44,19 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("API_CONTRACT", "plugins/Cargo.toml", "api_contract.wasm"),
     ("RETRY_POLICY", "plugins/Cargo.toml", "retry_policy.wasm"),
     ("SLO_GATE", "plugins/Cargo.toml", "slo_gate.wasm"),
+    ("LATENCY", "plugins/Cargo.toml", "latency.wasm"),
+    ("FLAKY", "plugins/Cargo.toml", "flaky.wasm"),
+    (
+        "NONSTANDARD_CODES",
+        "plugins/Cargo.toml",
+        "nonstandard_codes.wasm",
+    ),
+    (
+        "SLOW_CONNECTOR",
+        "plugins/Cargo.toml",
+        "slow_connector.wasm",
+    ),
+    ("CORRUPT_BODY", "plugins/Cargo.toml", "corrupt_body.wasm"),
 ];
 
 /// Guests written in Python (componentize-py) or JavaScript
@@ -50,6 +73,11 @@ const INTERPRETED_GUESTS: &[(&str, Lang, &str)] = &[
         "HOSTILE_PY",
         Lang::Python,
         "plugin-sdk/python/tests/hostile",
+    ),
+    (
+        "PASSTHROUGH_PY",
+        Lang::Python,
+        "plugin-sdk/python/tests/passthrough",
     ),
     ("SECRETS_SCAN_JS", Lang::Js, "plugins/secrets-scan-js"),
     ("HOSTILE_JS", Lang::Js, "plugin-sdk/js/tests/hostile"),
@@ -200,6 +228,11 @@ fn build_interpreted(root: &Path, out_dir: &Path) -> Vec<(&'static str, PathBuf)
             }
         };
         command.arg(&src).arg("-o").arg(&output);
+        if name == "FLAKY_UPSTREAM_PY" {
+            // Stays a contract 0.1.0 fault injector: 0.1.0 keeps being built
+            // and tested whatever the SDK's default contract.
+            command.args(["--contract", "0.1.0"]);
+        }
         let child = command.spawn().unwrap_or_else(|err| match lang {
             Lang::Python => panic!(
                 "cannot run python3 to build {dir} ({err}); install Python 3.10+ and then\n    \

@@ -12,7 +12,9 @@
 //!   plans.
 //! - [`check`] (and [`authoring`]): the product. Plans, changes run through
 //!   checkpoints, gates, reports; golden cases and templates for authors.
-//! - [`cli`]: the `cairn` command line, a thin shell over the two.
+//! - [`proxy`]: the HTTP fault proxy (experiments with fault injectors),
+//!   beside `check`: it uses the runtime, never plans or the command line.
+//! - [`cli`]: the `cairn` command line, a thin shell over the others.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +33,7 @@
 pub mod authoring;
 pub mod check;
 pub mod cli;
+pub mod proxy;
 pub mod runtime;
 
 pub use runtime::admission::{InstanceFootprint, PoolCapacity};
@@ -119,12 +122,17 @@ mod layering {
 
     #[test]
     fn runtime_knows_nothing_of_plans_reports_or_the_command_line() {
-        assert_layer_does_not_use("runtime", &["check", "authoring", "cli"]);
+        assert_layer_does_not_use("runtime", &["check", "authoring", "cli", "proxy"]);
     }
 
     #[test]
     fn product_library_knows_nothing_of_the_command_line() {
         assert_layer_does_not_use("check", &["cli", "authoring"]);
         assert_layer_does_not_use("authoring", &["cli"]);
+    }
+
+    #[test]
+    fn fault_proxy_knows_nothing_of_plans_or_the_command_line() {
+        assert_layer_does_not_use("proxy", &["check", "cli", "authoring"]);
     }
 }

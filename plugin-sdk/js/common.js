@@ -6,7 +6,9 @@
 // The plugin runs in a sandbox: no files, env, network or real clock (the
 // wall clock reads 1970). `console.log` works and is captured (capped).
 
-import { log as wasmLog } from 'cairn:plugin/logging@0.1.0';
+// No version here: the build (build.mjs) adds the version of the contract
+// the plugin is built against (validators 0.1.0, fault injectors 0.2.0).
+import { log as wasmLog } from 'cairn:plugin/logging';
 
 /**
  * What the plugin says about itself.

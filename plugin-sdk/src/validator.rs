@@ -1,11 +1,11 @@
 //! The validator side of the SDK: the [`Validator`] trait, typed access to
 //! the change, logging, and builders for findings and verdicts.
 
+use crate::__bindings::validator::cairn::plugin::change as wit_change;
 pub use crate::__bindings::validator::cairn::plugin::change::{DocStatus, Metric};
 pub use crate::__bindings::validator::cairn::plugin::types::{
     Checkpoint, Finding, Location, Outcome, PluginInfo, Severity, Verdict,
 };
-use crate::__bindings::validator::cairn::plugin::{change as wit_change, logging};
 
 /// Implement this for your validator and export it with [`export_validator!`].
 pub trait Validator {
@@ -32,6 +32,7 @@ macro_rules! export_validator {
             for __CairnValidatorExport
         {
             fn info() -> $crate::PluginInfo {
+                $crate::log::__set_sink($crate::log::__v0_1_sink);
                 <$validator as $crate::Validator>::info()
             }
 
@@ -39,6 +40,7 @@ macro_rules! export_validator {
                 at: $crate::Checkpoint,
                 config: ::std::string::String,
             ) -> ::std::result::Result<$crate::Verdict, ::std::string::String> {
+                $crate::log::__set_sink($crate::log::__v0_1_sink);
                 <$validator as $crate::Validator>::validate(&$crate::Change::current(), &at, &config)
             }
         }
@@ -59,18 +61,22 @@ pub struct Document {
     /// may override it with any string (`image/png`). Match on
     /// [`Document::media`] instead of comparing this string.
     pub media_type: String,
+    /// Whether the change added, modified, deleted or kept the document.
     pub status: DocStatus,
 }
 
 impl Document {
+    /// The change adds this document.
     pub fn is_added(&self) -> bool {
         self.status == DocStatus::Added
     }
 
+    /// The change deletes this document.
     pub fn is_deleted(&self) -> bool {
         self.status == DocStatus::Deleted
     }
 
+    /// The change modifies this document.
     pub fn is_modified(&self) -> bool {
         self.status == DocStatus::Modified
     }
@@ -255,32 +261,9 @@ fn lossy_text(bytes: Vec<u8>) -> String {
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
-/// Structured logging into the host's log (counted against the output cap).
-pub mod log {
-    use super::logging::{Level, log};
-
-    pub fn trace(message: &str) {
-        log(Level::Trace, message);
-    }
-
-    pub fn debug(message: &str) {
-        log(Level::Debug, message);
-    }
-
-    pub fn info(message: &str) {
-        log(Level::Info, message);
-    }
-
-    pub fn warn(message: &str) {
-        log(Level::Warn, message);
-    }
-
-    pub fn error(message: &str) {
-        log(Level::Error, message);
-    }
-}
-
 impl PluginInfo {
+    /// What the plugin says about itself, without a config schema. The
+    /// same record serves validators and fault injectors.
     pub fn new(
         name: impl Into<String>,
         version: impl Into<String>,
@@ -302,6 +285,8 @@ impl PluginInfo {
 }
 
 impl Finding {
+    /// A finding of rule `rule` (`my-plugin/some-rule`: no spaces or
+    /// control characters) with a one-line message, pointing nowhere yet.
     pub fn new(rule: impl Into<String>, severity: Severity, message: impl Into<String>) -> Self {
         Finding {
             rule: rule.into(),
@@ -312,14 +297,17 @@ impl Finding {
         }
     }
 
+    /// A finding of severity `error` (the change must not go further).
     pub fn error(rule: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(rule, Severity::Error, message)
     }
 
+    /// A finding of severity `warning` (a human should look).
     pub fn warning(rule: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(rule, Severity::Warning, message)
     }
 
+    /// A finding of severity `info`.
     pub fn info(rule: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(rule, Severity::Info, message)
     }
@@ -344,6 +332,7 @@ impl Finding {
         self
     }
 
+    /// How to fix the problem.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -360,6 +349,7 @@ impl Finding {
 }
 
 impl Verdict {
+    /// Nothing to object to, no findings.
     pub fn pass() -> Self {
         Verdict {
             outcome: Outcome::Pass,
@@ -368,6 +358,8 @@ impl Verdict {
         }
     }
 
+    /// The validator could not decide (a metric it needs is missing, say);
+    /// `summary` says why.
     pub fn inconclusive(summary: impl Into<String>) -> Self {
         Verdict {
             outcome: Outcome::Inconclusive,
@@ -393,6 +385,7 @@ impl Verdict {
         }
     }
 
+    /// Sets the one-sentence summary for the report header.
     pub fn with_summary(mut self, summary: impl Into<String>) -> Self {
         self.summary = Some(summary.into());
         self

@@ -1,6 +1,10 @@
 """flaky-upstream (Python): a fault injector that makes a connected service
 look flaky, deterministically, so an experiment can be replayed.
 
+A contract 0.1.0 plugin, kept so to test that 0.1.0 fault injectors keep
+building and loading: build it with
+``python3 plugin-sdk/python/build.py plugins/flaky-upstream-py --contract 0.1.0``.
+
 Config (JSON, every key optional)::
 
     {"paths": ["/orders"],   # only requests whose path starts with one of these

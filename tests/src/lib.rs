@@ -6,6 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use cairn_host::{Runtime, RuntimeConfig};
 
+/// A small real upstream (plain and TLS) for the fault-proxy tests.
+pub mod upstream;
+
 /// Paths of the wasm guests, one constant per guest.
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));

@@ -1,19 +1,23 @@
 //! Plugins written in Python and JavaScript: the secrets-scan check gives
 //! the same verdicts in Rust, Python and JavaScript on the shared corpus
-//! (`tests/conformance/`), the Python fault injector decides as documented,
-//! and hostile Python and JavaScript plugins are stopped with the exact
-//! failure kind, in time, after which the host still serves. Projects made
-//! by `cairn plugin new` build and pass their own samples.
+//! (`tests/conformance/`), the Python 0.1.0 fault injector decides as
+//! documented, and hostile Python and JavaScript plugins are stopped with
+//! the exact failure kind, in time, after which the host still serves.
+//! Projects made by `cairn plugin new` (validators on contract 0.1.0, fault
+//! injectors on 0.2.0) build and pass their own golden cases in every
+//! language, through the library and through `cairn plugin test`, and the
+//! Python and JavaScript SDKs' own unit tests pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use cairn_host::authoring::golden;
 use cairn_host::authoring::scaffold::{Kind, Lang, scaffold};
 use cairn_host::{
-    AbortResponse, Action, CallOutcome, CallReport, Change, Checkpoint, Decision, Document,
-    FailureKind, Limits, Outcome, Plugin, RequestInfo, Verdict,
+    AbortResponse, Action, CallOutcome, CallReport, Change, Checkpoint, ContractVersion, Decision,
+    Document, FailureKind, Limits, Outcome, Plugin, RequestInfo, Verdict, World,
 };
 use serde_json::{Value, json};
 
@@ -441,68 +445,71 @@ fn build_scaffolded(lang: Lang, project: &Path) -> PathBuf {
     }
 }
 
-/// Runs a generated validator on each of its sample changes and checks the
-/// outcome its `expected.json` names.
-async fn assert_samples_pass(plugin: &Plugin, project: &Path) {
-    for case in ["clean", "empty-document"] {
-        let dir = project.join("samples").join(case);
-        let expected: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
-        )
-        .expect("JSON");
-        let change = Arc::new(Change::from_dir(&dir.join("change")).expect("sample change"));
-        let report = plugin
-            .validate(change, &Checkpoint::default(), "{}", &Limits::default())
-            .await;
-        assert_eq!(
-            json!(verdict(&report).outcome),
-            expected["outcome"],
-            "{case}: {report:#?}"
-        );
+/// The golden cases every generated project ships in `samples/`, by name.
+fn sample_cases(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Validator => &["clean", "empty-document"],
+        Kind::FaultInjector => &[
+            "aborts-a-request-in-the-abort-share",
+            "config-sets-share-status-and-delay",
+            "delays-a-request-past-the-abort-share",
+            "forwards-a-request-with-the-bypass-header",
+            "refuses-an-invalid-config",
+        ],
     }
 }
 
-/// Decides each sample request of a generated fault injector and checks the
-/// expected fault.
-async fn assert_fault_samples_pass(plugin: &Plugin, project: &Path) {
-    let samples: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(project.join("samples/requests.json")).expect("requests.json"),
+/// Outer bound of running a generated project's golden cases: a handful of
+/// calls under the default limits (a 1 s deadline each), plus `SLACK`.
+const SAMPLES_BOUND: Duration = Duration::from_secs(60);
+
+/// Runs a generated plugin over its `samples/` golden cases (validator or
+/// fault-injector cases, as its world says) and checks that every one of
+/// them, and no other, passes.
+async fn assert_samples_pass(plugin: &Plugin, project: &Path, kind: Kind) {
+    let results = within(
+        SAMPLES_BOUND,
+        golden::run_cases(plugin, &project.join("samples"), &Limits::default()),
     )
-    .expect("JSON");
-    for sample in samples {
-        let request = request(
-            sample["path"].as_str().expect("path"),
-            sample["sequence"].as_u64().expect("sequence"),
-            0,
-            0,
-        );
-        let report = plugin.decide(&request, "{}", &Limits::default()).await;
-        let expected = match sample["expected"]["fault"].as_str() {
-            Some("delay") => Decision {
-                delay_request_ms: u32::try_from(
-                    sample["expected"]["duration_ms"].as_u64().expect("ms"),
-                )
-                .expect("ms fits u32"),
-                ..Decision::PASS
-            },
-            _ => Decision::PASS,
-        };
-        assert_eq!(report.outcome, CallOutcome::Completed(expected), "{sample}");
-    }
+    .await
+    .expect("the samples load as golden cases");
+    let names: Vec<&str> = results.iter().map(|result| result.name.as_str()).collect();
+    assert_eq!(names, sample_cases(kind), "{kind}");
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|result| !result.passed())
+        .map(ToString::to_string)
+        .collect();
+    assert!(failed.is_empty(), "{kind}:\n{}", failed.join("\n"));
+}
+
+/// Generates a `lang` `kind` project named `name` in a temporary directory,
+/// builds it the way its README says and returns (the directory, the
+/// project, the component). Tests that may run at once use distinct names:
+/// Rust projects share a target directory.
+fn scaffold_and_build(name: &str, lang: Lang, kind: Kind) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dest = tempfile::tempdir().expect("temp dir");
+    let project = scaffold(name, lang, kind, dest.path()).expect("scaffolds");
+    let wasm = build_scaffolded(lang, &project);
+    (dest, project, wasm)
 }
 
 async fn assert_scaffold_builds_and_passes(lang: Lang, kind: Kind) {
-    let dest = tempfile::tempdir().expect("temp dir");
     let name = format!("new-{lang}-{}", kind.as_str());
-    let project = scaffold(&name, lang, kind, dest.path()).expect("scaffolds");
-    let wasm = build_scaffolded(lang, &project);
+    let (_dest, project, wasm) = scaffold_and_build(&name, lang, kind);
     let plugin = cairn_tests::runtime()
         .load_file(&wasm, None)
         .expect("the generated plugin loads");
-    match kind {
-        Kind::Validator => assert_samples_pass(&plugin, &project).await,
-        Kind::FaultInjector => assert_fault_samples_pass(&plugin, &project).await,
-    }
+    let (world, contract) = match kind {
+        Kind::Validator => (World::Validator, ContractVersion::V0_1),
+        Kind::FaultInjector => (World::FaultInjector, ContractVersion::V0_2),
+    };
+    assert_eq!(
+        (plugin.world(), plugin.contract_version()),
+        (world, contract),
+        "{lang} {kind}"
+    );
+    assert_samples_pass(&plugin, &project, kind).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,4 +522,105 @@ async fn scaffolded_rust_plugins_build_and_pass_their_samples() {
 async fn scaffolded_python_and_js_validators_build_and_pass_their_samples() {
     assert_scaffold_builds_and_passes(Lang::Python, Kind::Validator).await;
     assert_scaffold_builds_and_passes(Lang::Js, Kind::Validator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_python_and_js_fault_injectors_build_and_pass_their_samples() {
+    assert_scaffold_builds_and_passes(Lang::Python, Kind::FaultInjector).await;
+    assert_scaffold_builds_and_passes(Lang::Js, Kind::FaultInjector).await;
+}
+
+/// Runs `cairn plugin test` (the binary) on a component and cases directory.
+fn cairn_plugin_test(wasm: &Path, cases: &Path) -> std::process::Output {
+    cairn_tests::run_bounded(
+        cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"))
+            .args(["plugin", "test"])
+            .arg(wasm)
+            .arg("--cases")
+            .arg(cases),
+        cairn_tests::SUBPROCESS_BOUND,
+    )
+}
+
+#[test]
+fn plugin_test_runs_a_scaffolded_fault_injector_s_cases_and_shows_each_differing_field() {
+    let (_dest, project, wasm) =
+        scaffold_and_build("cli-rust-fault-injector", Lang::Rust, Kind::FaultInjector);
+    let samples = project.join("samples");
+    let out = cairn_plugin_test(&wasm, &samples);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for case in sample_cases(Kind::FaultInjector) {
+        assert!(text.contains(&format!("ok   {case}\n")), "{case}: {text}");
+    }
+    assert!(text.contains("5 cases, 0 failed"), "{text}");
+
+    // The plugin delays this request's response by 100 ms; expect 50 ms and
+    // a request delay instead, and refuse the refusal's wording.
+    std::fs::write(
+        samples.join("delays-a-request-past-the-abort-share/expected.json"),
+        r#"{"decision": {"delay-request-ms": 10, "delay-response-ms": 50, "action": {"kind": "forward"}}}"#,
+    )
+    .expect("rewrite expected.json");
+    std::fs::write(
+        samples.join("refuses-an-invalid-config/expected.json"),
+        r#"{"refused": "status"}"#,
+    )
+    .expect("rewrite expected.json");
+    let out = cairn_plugin_test(&wasm, &samples);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let expected_diff = concat!(
+        "FAIL delays-a-request-past-the-abort-share\n",
+        "     delay-request-ms: expected 10, got 0\n",
+        "     delay-response-ms: expected 50, got 100\n",
+        r#"     - expected decision: {"delay-request-ms":10,"delay-response-ms":50,"action":{"kind":"forward"}}"#,
+        "\n",
+        r#"     + actual decision:   {"delay-request-ms":0,"delay-response-ms":100,"action":{"kind":"forward"}}"#,
+        "\n",
+    );
+    assert!(text.contains(expected_diff), "{text}");
+    assert!(
+        text.contains(concat!(
+            "FAIL refuses-an-invalid-config\n",
+            r#"     refusal "invalid config: abort-percent must be a number from 0 to 100" does not contain "status""#,
+        )),
+        "{text}"
+    );
+    assert!(text.contains("5 cases, 2 failed"), "{text}");
+}
+
+#[test]
+fn python_and_js_sdk_unit_tests_pass() {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk");
+    let python = std::env::var_os("CAIRN_PYTHON").unwrap_or_else(|| "python3".into());
+    let out = cairn_tests::run_bounded(
+        std::process::Command::new(python)
+            .args(["-m", "unittest", "discover", "-s"])
+            .arg(sdk.join("python/tests"))
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        cairn_tests::SUBPROCESS_BOUND,
+    );
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python SDK tests:\n{report}");
+    assert!(report.contains("\nOK"), "python SDK tests:\n{report}");
+
+    let out = cairn_tests::run_bounded(
+        std::process::Command::new("node")
+            .arg("--test")
+            .arg(sdk.join("js/tests/fault-injector.test.mjs")),
+        cairn_tests::SUBPROCESS_BOUND,
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "js SDK tests:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("# fail 0"), "js SDK tests:\n{report}");
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-
 use cairn_host::runtime::bindings::DetectError;
 use cairn_host::{
     CallOutcome, Checkpoint, ContractVersion, Decision, FailureKind, Limits, LoadError,

@@ -28,5 +28,16 @@ mod cli;
 mod plans;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.
 mod validators;
+// The bundled fault injectors: every golden case through the host, deterministic
+// and independent draws; a hostile injector is stopped with the exact failure kind.
+mod injectors;
 // Python and JavaScript plugins: cross-language conformance, limits, fault injection.
 mod languages;
+// The fault proxy: experiments with real injectors and the workload client
+// against a real upstream (plain and TLS): fault rates, replay, the envelope,
+// the kill switch, guardrails, hostile injectors, start-up errors.
+mod experiments;
+// Experiments from the command line: the example's resilience checkpoint,
+// production approval, start-up errors and their exit codes, guardrail
+// breaches failing the gate, `cairn proxy` and `cairn experiment replay`.
+mod experiment_plans;

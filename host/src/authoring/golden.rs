@@ -1,11 +1,12 @@
-//! Golden test cases for validator plugins: loading a plugin's `cases/`
-//! directory, running the plugin over each case through [`Plugin::validate`],
-//! and comparing the verdict with `expected.json` finding by finding, with a
-//! readable diff of what is missing and what was not expected.
+//! Golden test cases (`cairn plugin test`): loading a plugin's cases
+//! directory, running the plugin over each case, and comparing its answer
+//! with `expected.json`, with a readable diff of what differs. Validator
+//! cases live here; fault-injector cases in [`fault`]. [`run_cases`] picks
+//! the kind from the plugin's world.
 //!
-//! A case is a directory `cases/<name>/` holding `change/` (a change
-//! directory, see [`Change::from_dir`]), an optional `config.json` (the
-//! plugin config, `{}` when absent) and `expected.json`:
+//! A validator case is a directory `cases/<name>/` holding `change/` (a
+//! change directory, see [`Change::from_dir`]), an optional `config.json`
+//! (the plugin config, `{}` when absent) and `expected.json`:
 //!
 //! ```json
 //! {"outcome": "fail",
@@ -24,11 +25,17 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::runtime::bindings::World;
 use crate::runtime::call::CallOutcome;
 use crate::runtime::change::{Change, ChangeError, Checkpoint};
+use crate::runtime::inject::Decision;
 use crate::runtime::limits::Limits;
 use crate::runtime::plugin::Plugin;
 use crate::runtime::verdict::{Finding, Outcome, Severity, Verdict};
+
+pub mod fault;
+
+pub use fault::{FaultCase, FaultExpected, REQUEST_FILE, load_fault_cases};
 
 /// Name of the file with the expected verdict of a case.
 pub const EXPECTED_FILE: &str = "expected.json";
@@ -152,10 +159,7 @@ pub struct Case {
 impl Case {
     /// Loads the case in `dir`.
     pub fn load(dir: &Path) -> Result<Case, CaseError> {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = case_name(dir);
         let expected_path = dir.join(EXPECTED_FILE);
         let expected: Expected = read_json(&expected_path)?;
         if expected.refused && (expected.outcome.is_some() || !expected.findings.is_empty()) {
@@ -170,14 +174,16 @@ impl Case {
                 reason: "needs `outcome` (or `\"refused\": true`)".into(),
             });
         }
-        let config_path = dir.join(CONFIG_FILE);
-        let config = if config_path.is_file() {
-            let value: serde_json::Value = read_json(&config_path)?;
-            value.to_string()
-        } else {
-            "{}".to_owned()
-        };
+        let config = read_config(dir)?;
         let change_dir = dir.join(CHANGE_DIR);
+        if !change_dir.is_dir() && dir.join(REQUEST_FILE).is_file() {
+            return Err(CaseError::Invalid {
+                path: dir.to_owned(),
+                reason: format!(
+                    "has {REQUEST_FILE} but no {CHANGE_DIR}/: a fault-injector case, but the plugin is a validator"
+                ),
+            });
+        }
         let change = Change::from_dir(&change_dir).map_err(|source| CaseError::Change {
             path: change_dir,
             source,
@@ -208,6 +214,25 @@ impl Case {
     }
 }
 
+/// The plugin config of the case in `dir`: `config.json` as compact JSON
+/// text, `{}` when there is none.
+fn read_config(dir: &Path) -> Result<String, CaseError> {
+    let config_path = dir.join(CONFIG_FILE);
+    if config_path.is_file() {
+        let value: serde_json::Value = read_json(&config_path)?;
+        Ok(value.to_string())
+    } else {
+        Ok("{}".to_owned())
+    }
+}
+
+/// The name of a case: its directory's name.
+fn case_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CaseError> {
     let bytes = fs::read(path).map_err(|source| CaseError::Io {
         path: path.to_owned(),
@@ -219,9 +244,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CaseError
     })
 }
 
-/// Loads every case under `cases_dir` (one subdirectory per case), sorted
-/// by name.
-pub fn load_cases(cases_dir: &Path) -> Result<Vec<Case>, CaseError> {
+/// The case directories under `cases_dir` (one subdirectory per case),
+/// sorted by name.
+fn case_dirs(cases_dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     let io_err = |source| CaseError::Io {
         path: cases_dir.to_owned(),
         source,
@@ -234,18 +259,39 @@ pub fn load_cases(cases_dir: &Path) -> Result<Vec<Case>, CaseError> {
         }
     }
     dirs.sort();
-    dirs.iter().map(|dir| Case::load(dir)).collect()
+    Ok(dirs)
 }
 
-/// Loads the cases under `cases_dir` and runs `plugin` on each.
+/// Loads every validator case under `cases_dir` (one subdirectory per
+/// case), sorted by name.
+pub fn load_cases(cases_dir: &Path) -> Result<Vec<Case>, CaseError> {
+    case_dirs(cases_dir)?
+        .iter()
+        .map(|dir| Case::load(dir))
+        .collect()
+}
+
+/// Loads the cases under `cases_dir` and runs `plugin` on each: validator
+/// cases for a validator, fault-injector cases ([`fault`]) for a fault
+/// injector. Every case is loaded before the first runs, so a broken case
+/// fails the whole run.
 pub async fn run_cases(
     plugin: &Plugin,
     cases_dir: &Path,
     limits: &Limits,
 ) -> Result<Vec<CaseResult>, CaseError> {
     let mut results = Vec::new();
-    for case in load_cases(cases_dir)? {
-        results.push(case.run(plugin, limits).await);
+    match plugin.world() {
+        World::Validator => {
+            for case in load_cases(cases_dir)? {
+                results.push(case.run(plugin, limits).await);
+            }
+        }
+        World::FaultInjector => {
+            for case in load_fault_cases(cases_dir)? {
+                results.push(case.run(plugin, limits).await);
+            }
+        }
     }
     Ok(results)
 }
@@ -264,27 +310,31 @@ impl CaseResult {
 }
 
 impl fmt::Display for CaseResult {
-    /// `ok <name>`, or `FAIL <name>` followed by one line per mismatch.
+    /// `ok <name>`, or `FAIL <name>` followed by the mismatches, one per
+    /// line (a mismatch may take several), indented.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed() {
             return write!(f, "ok   {}", self.name);
         }
         write!(f, "FAIL {}", self.name)?;
         for mismatch in &self.mismatches {
-            write!(f, "\n     {mismatch}")?;
+            for line in mismatch.to_string().lines() {
+                write!(f, "\n     {line}")?;
+            }
         }
         Ok(())
     }
 }
 
-/// One difference between the expected and the actual verdict.
+/// One difference between the expected and the actual answer (a verdict
+/// or a decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {
-    /// The plugin was expected to refuse (its own `err`) but answered.
+    /// The validator was expected to refuse (its own `err`) but answered.
     NotRefused {
         outcome: Outcome,
     },
-    /// The plugin refused, but a verdict was expected.
+    /// The plugin refused, but an answer was expected.
     Refused {
         reason: String,
     },
@@ -300,6 +350,27 @@ pub enum Mismatch {
     Missing(String),
     /// An actual finding no expectation matched.
     Unexpected(String),
+    /// The fault injector was expected to refuse but decided.
+    Decided {
+        decision: Box<Decision>,
+    },
+    /// The fault injector refused, without the expected text.
+    RefusalText {
+        expected: String,
+        actual: String,
+    },
+    /// One field of the decision differs (`action.status`,
+    /// `delay-response-ms`, ...); values as in the case's JSON.
+    DecisionField {
+        field: String,
+        expected: String,
+        actual: String,
+    },
+    /// The decision differs: both in full, as JSON.
+    Decision {
+        expected: Box<Decision>,
+        actual: Box<Decision>,
+    },
 }
 
 impl fmt::Display for Mismatch {
@@ -315,11 +386,32 @@ impl fmt::Display for Mismatch {
             }
             Mismatch::Missing(finding) => write!(f, "- missing:    {finding}"),
             Mismatch::Unexpected(finding) => write!(f, "+ unexpected: {finding}"),
+            Mismatch::Decided { decision } => {
+                write!(
+                    f,
+                    "expected a refusal, got decision {}",
+                    fault::decision_json(decision)
+                )
+            }
+            Mismatch::RefusalText { expected, actual } => {
+                write!(f, "refusal {actual:?} does not contain {expected:?}")
+            }
+            Mismatch::DecisionField {
+                field,
+                expected,
+                actual,
+            } => write!(f, "{field}: expected {expected}, got {actual}"),
+            Mismatch::Decision { expected, actual } => write!(
+                f,
+                "- expected decision: {}\n+ actual decision:   {}",
+                fault::decision_json(expected),
+                fault::decision_json(actual)
+            ),
         }
     }
 }
 
-/// Compares what a call ended with against the expectation.
+/// Compares what a validator call ended with against the expectation.
 pub fn compare(expected: &Expected, actual: &CallOutcome<Verdict>) -> Vec<Mismatch> {
     match actual {
         CallOutcome::Stopped(failure) => vec![Mismatch::Stopped {
@@ -549,6 +641,20 @@ mod tests {
         fs::write(dir.path().join(EXPECTED_FILE), r#"{"findings": []}"#).unwrap();
         let err = Case::load(dir.path()).unwrap_err();
         assert!(matches!(err, CaseError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_fault_injector_case_given_to_a_validator_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(REQUEST_FILE), "{}").unwrap();
+        fs::write(dir.path().join(EXPECTED_FILE), r#"{"refused": ""}"#).unwrap();
+        let err = Case::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CaseError::Invalid { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("a fault-injector case, but the plugin is a validator"),
+            "{err}"
+        );
     }
 
     #[test]

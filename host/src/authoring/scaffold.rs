@@ -1,6 +1,8 @@
 //! `cairn plugin new`: writes a new plugin project (Rust, Python or
 //! JavaScript; validator or fault injector) that builds and passes its own
-//! sample case as generated. Templates are embedded in the binary.
+//! golden cases (`samples/`, run by `cairn plugin test`) as generated.
+//! Validators are built against contract 0.1.0, fault injectors against
+//! 0.2.0. Templates are embedded in the binary.
 
 use std::fmt;
 use std::fs;
@@ -281,18 +283,69 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 "{\"outcome\": \"fail\"}\n",
             ),
         ]),
-        Kind::FaultInjector => files.push(("samples/requests.json", FAULT_SAMPLES)),
+        Kind::FaultInjector => files.extend_from_slice(FAULT_SAMPLES),
     }
     files
 }
 
-/// The fault injector templates' sample: with the default config (every 10th
-/// request delayed 200 ms), what each request must get.
-const FAULT_SAMPLES: &str = r#"[
-  {"path": "/orders/1", "sequence": 0, "expected": {"fault": "none"}},
-  {"path": "/orders/1", "sequence": 9, "expected": {"fault": "delay", "duration_ms": 200}}
-]
-"#;
+/// The fault injector templates' golden cases (`cairn plugin test --cases
+/// samples`), the same in every language. With the default config, 5% of
+/// the random range is below 922337203685477632 (`chance(5)`): the first two
+/// cases sit on either side of that edge, so every SDK must draw exactly
+/// alike.
+const FAULT_SAMPLES: &[(&str, &str)] = &[
+    (
+        "samples/aborts-a-request-in-the-abort-share/request.json",
+        "{\"method\": \"POST\", \"path\": \"/orders\", \"random\": 922337203685477631}\n",
+    ),
+    (
+        "samples/aborts-a-request-in-the-abort-share/expected.json",
+        r#"{"decision": {"action": {"kind": "abort", "status": 503,
+                         "headers": [["retry-after", "1"]],
+                         "body": "injected by {{name}}"}}}
+"#,
+    ),
+    (
+        "samples/delays-a-request-past-the-abort-share/request.json",
+        "{\"path\": \"/orders/42\", \"random\": 922337203685477632}\n",
+    ),
+    (
+        "samples/delays-a-request-past-the-abort-share/expected.json",
+        "{\"decision\": {\"delay-response-ms\": 100, \"action\": {\"kind\": \"forward\"}}}\n",
+    ),
+    (
+        "samples/forwards-a-request-with-the-bypass-header/request.json",
+        "{\"path\": \"/orders\", \"headers\": [[\"x-cairn-bypass\", \"1\"]], \"random\": 0}\n",
+    ),
+    (
+        "samples/forwards-a-request-with-the-bypass-header/expected.json",
+        "{\"decision\": {\"action\": {\"kind\": \"forward\"}}}\n",
+    ),
+    (
+        "samples/config-sets-share-status-and-delay/request.json",
+        "{\"random\": 9223372036854775807}\n",
+    ),
+    (
+        "samples/config-sets-share-status-and-delay/config.json",
+        "{\"abort-percent\": 50, \"status\": 429, \"delay-ms\": 0}\n",
+    ),
+    (
+        "samples/config-sets-share-status-and-delay/expected.json",
+        r#"{"decision": {"action": {"kind": "abort", "status": 429,
+                         "headers": [["retry-after", "1"]],
+                         "body": "injected by {{name}}"}}}
+"#,
+    ),
+    ("samples/refuses-an-invalid-config/request.json", "{}\n"),
+    (
+        "samples/refuses-an-invalid-config/config.json",
+        "{\"abort-percent\": 150}\n",
+    ),
+    (
+        "samples/refuses-an-invalid-config/expected.json",
+        "{\"refused\": \"abort-percent must be a number from 0 to 100\"}\n",
+    ),
+];
 
 const RUST_CARGO_TOML: &str = r#"[package]
 name = "{{name}}"
@@ -350,53 +403,131 @@ impl Validator for NoEmptyDocuments {
 cairn_plugin_sdk::export_validator!(NoEmptyDocuments);
 "#;
 
-const RUST_FAULT_INJECTOR: &str = r#"//! {{name}}: a cairn fault injector.
+const RUST_FAULT_INJECTOR: &str = r#"//! {{name}}: a cairn fault injector (contract cairn:plugin@0.2.0).
+//!
+//! Answers a share of requests with an error and delays the others'
+//! responses, deterministically: the request's random number decides, so
+//! the same experiment seed replays the same faults. Requests with an
+//! `x-cairn-bypass` header are forwarded untouched.
+//!
+//! Config (JSON, every key optional):
+//!
+//! ```json
+//! {"abort-percent": 5,   share of requests answered instead of forwarded (0 to 100)
+//!  "status": 503,        status of those answers (100 to 999)
+//!  "delay-ms": 100}      how long the other responses are held
+//! ```
 
-use cairn_plugin_sdk::{Fault, FaultInjector, PluginInfo, RequestInfo};
+use cairn_plugin_sdk::{Decision, FaultInjector, PluginInfo, Request};
 
-/// Every how many requests one is delayed, unless the config says otherwise.
-const DEFAULT_EVERY: u64 = 10;
-/// How long that request is delayed, unless the config says otherwise.
-const DEFAULT_DELAY_MS: u32 = 200;
+struct Config {
+    abort_percent: f64,
+    status: u16,
+    delay_ms: u32,
+}
 
-struct DelayEveryNth;
+impl Config {
+    fn parse(text: &str) -> Result<Config, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|err| format!("invalid config: {err}"))?;
+        let object = value
+            .as_object()
+            .ok_or("invalid config: expected a JSON object")?;
+        let mut config = Config {
+            abort_percent: 5.0,
+            status: 503,
+            delay_ms: 100,
+        };
+        for (key, value) in object {
+            match key.as_str() {
+                "abort-percent" => {
+                    config.abort_percent = value
+                        .as_f64()
+                        .filter(|percent| (0.0..=100.0).contains(percent))
+                        .ok_or("invalid config: abort-percent must be a number from 0 to 100")?;
+                }
+                "status" => {
+                    config.status = value
+                        .as_u64()
+                        .and_then(|status| u16::try_from(status).ok())
+                        .filter(|status| (100..=999).contains(status))
+                        .ok_or("invalid config: status must be an integer from 100 to 999")?;
+                }
+                "delay-ms" => {
+                    config.delay_ms = value
+                        .as_u64()
+                        .and_then(|ms| u32::try_from(ms).ok())
+                        .ok_or("invalid config: delay-ms must be an integer from 0 to 4294967295")?;
+                }
+                other => return Err(format!("invalid config: unknown key {other}")),
+            }
+        }
+        Ok(config)
+    }
+}
 
-impl FaultInjector for DelayEveryNth {
+struct AbortOrDelay;
+
+impl FaultInjector for AbortOrDelay {
     fn info() -> PluginInfo {
         PluginInfo::new(
             "{{name}}",
             env!("CARGO_PKG_VERSION"),
-            "Delays every Nth request (config: every, delay_ms)",
+            "Aborts a share of requests and delays the other responses",
         )
     }
 
-    fn decide(request: &RequestInfo, config: &str) -> Result<Fault, String> {
-        let config: serde_json::Value =
-            serde_json::from_str(config).map_err(|err| format!("invalid config: {err}"))?;
-        let every = match config.get("every") {
-            None => DEFAULT_EVERY,
-            Some(value) => value
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or("invalid config: every must be a positive integer")?,
-        };
-        let delay_ms = match config.get("delay_ms") {
-            None => DEFAULT_DELAY_MS,
-            Some(value) => value
-                .as_u64()
-                .and_then(|ms| u32::try_from(ms).ok())
-                .ok_or("invalid config: delay_ms must be an integer below 2^32")?,
-        };
-        Ok(if request.sequence % every == every - 1 {
-            Fault::Delay(delay_ms)
-        } else {
-            Fault::None
-        })
+    fn decide(request: &Request, config: &str) -> Result<Decision, String> {
+        let config = Config::parse(config)?;
+        if request.header("x-cairn-bypass").is_some() {
+            return Ok(Decision::pass());
+        }
+        if request.chance(config.abort_percent) {
+            return Ok(Decision::abort(config.status)
+                .with_header("retry-after", "1")
+                .with_body("injected by {{name}}"));
+        }
+        Ok(Decision::pass().with_response_delay(config.delay_ms))
     }
 }
 
-cairn_plugin_sdk::export_fault_injector!(DelayEveryNth);
+cairn_plugin_sdk::export_fault_injector!(AbortOrDelay);
 "#;
+
+/// What every fault injector's README ends with: the golden case format.
+/// A macro, so that `concat!` can append it to each README template.
+macro_rules! fault_cases_readme {
+    () => {
+        r#"
+## Golden cases
+
+Each directory under `samples/` is one case:
+
+- `request.json`: the request the plugin is asked about. Every field is
+  optional (kebab-case): `method` (`GET`), `scheme` (`http`), `authority`
+  (`127.0.0.1`), `path` (`/`), `query`, `headers` (`[["name", "value"]]`,
+  names lower-case), `body-size`, `attempt` (1), `sequence` (0),
+  `elapsed-ms` (0), `active-faults` (0) and `random` (0): the request's
+  random number in 0..2^64, from which `chance` and `random_below` draw.
+- `config.json` (optional): the plugin's config; `{}` when absent.
+- `expected.json`: the decision the plugin must return, compared for
+  equality, such as
+  `{"decision": {"delay-response-ms": 100, "action": {"kind": "forward"}}}`
+  (a missing `delay-request-ms` or `delay-response-ms` is 0, a missing
+  `body` means no body faults), or `{"refused": "text"}` when the plugin must
+  refuse with a reason containing that text.
+
+Actions: `{"kind": "forward"}`, `{"kind": "reset"}`,
+`{"kind": "hang", "ms": 500}`, `{"kind": "abort", "status": 503,
+"headers": [["retry-after", "1"]], "body": "text"}`. Body faults (for
+`forward`): `"body": {"throttle-bytes-per-second": 1024,
+"truncate-after-bytes": 100, "corrupt-bytes": 2}`.
+
+With the default config, `chance(5)` is true for a `random` below
+922337203685477632 (5% of 2^64): the first two samples sit on either side.
+"#
+    };
+}
 
 const RUST_VALIDATOR_README: &str = r#"# {{name}}
 
@@ -413,21 +544,33 @@ cargo run --release -- validate PATH/TO/{{name}}/target/wasm32-wasip2/release/{{
 ```
 
 `samples/clean` passes and `samples/empty-document` fails (see each
-`expected.json`).
+`expected.json`). The samples are golden cases: run them all, with a diff
+for any that fails, with
+
+```sh
+cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+```
 "#;
 
-const RUST_FAULT_INJECTOR_README: &str = r#"# {{name}}
+const RUST_FAULT_INJECTOR_README: &str = concat!(
+    r#"# {{name}}
 
-A cairn fault injector in Rust. Build it (needs `rustup target add wasm32-wasip2`):
+A cairn fault injector in Rust, built against contract `cairn:plugin@0.2.0`.
+Build it (needs `rustup target add wasm32-wasip2`):
 
 ```sh
 cargo build --release --target wasm32-wasip2
 ```
 
-The component is `target/wasm32-wasip2/release/{{crate}}.wasm`.
-`samples/requests.json` lists requests and the fault each must get with the
-default config.
-"#;
+The component is `target/wasm32-wasip2/release/{{crate}}.wasm`. Test it on
+its golden cases, from your cairn checkout:
+
+```sh
+cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+```
+"#,
+    fault_cases_readme!()
+);
 
 const INTERPRETED_VALIDATOR_README: &str = r#"# {{name}}
 
@@ -444,20 +587,33 @@ cargo run --release -- validate PATH/TO/{{name}}/target/{{crate}}.wasm --change 
 ```
 
 `samples/clean` passes and `samples/empty-document` fails (see each
-`expected.json`).
+`expected.json`). The samples are golden cases: run them all, with a diff
+for any that fails, with
+
+```sh
+cargo run --release -- plugin test PATH/TO/{{name}}/target/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+```
 "#;
 
-const INTERPRETED_FAULT_INJECTOR_README: &str = r#"# {{name}}
+const INTERPRETED_FAULT_INJECTOR_README: &str = concat!(
+    r#"# {{name}}
 
-A cairn fault injector. Build it (the SDK's README lists the one-time setup):
+A cairn fault injector, built against contract `cairn:plugin@0.2.0`. Build
+it (the SDK's README lists the one-time setup):
 
 ```sh
 ./build.sh
 ```
 
-The component is `target/{{crate}}.wasm`. `samples/requests.json` lists
-requests and the fault each must get with the default config.
-"#;
+The component is `target/{{crate}}.wasm`. Test it on its golden cases, from
+your cairn checkout:
+
+```sh
+cargo run --release -- plugin test PATH/TO/{{name}}/target/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+```
+"#,
+    fault_cases_readme!()
+);
 
 #[cfg(test)]
 mod tests {
@@ -495,6 +651,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_template_s_samples_load_as_golden_cases_of_its_kind() {
+        use crate::authoring::golden;
+        let dest = tempfile::tempdir().expect("tempdir");
+        for lang in Lang::ALL {
+            let validator = scaffold(&format!("v-{lang}"), lang, Kind::Validator, dest.path())
+                .expect("scaffolds");
+            let cases =
+                golden::load_cases(&validator.join("samples")).expect("validator samples load");
+            assert_eq!(cases.len(), 2, "{lang}");
+
+            let injector = scaffold(&format!("f-{lang}"), lang, Kind::FaultInjector, dest.path())
+                .expect("scaffolds");
+            let cases = golden::load_fault_cases(&injector.join("samples"))
+                .expect("fault-injector samples load");
+            let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
+            assert_eq!(
+                names,
+                vec![
+                    "aborts-a-request-in-the-abort-share",
+                    "config-sets-share-status-and-delay",
+                    "delays-a-request-past-the-abort-share",
+                    "forwards-a-request-with-the-bypass-header",
+                    "refuses-an-invalid-config",
+                ],
+                "{lang}"
+            );
+            let body = format!("injected by f-{lang}");
+            assert!(
+                cases.iter().any(|case| matches!(
+                    &case.expected,
+                    golden::FaultExpected::Decision(decision)
+                        if matches!(&decision.action, crate::runtime::inject::Action::Abort(abort)
+                            if abort.body.as_deref() == Some(body.as_bytes()))
+                )),
+                "{lang}: the abort samples name the plugin"
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! The one checkpoint runner: a checkpoint's validators run concurrently on
 //! a change (each in its own task, store and tracing span), their reports
-//! are counted and the gate decided.
+//! and the checkpoint's experiments are counted and the gate decided.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::check::experiment::ExperimentResult;
 use crate::check::gate::{self, Counted, GateDecision, OnError};
 use crate::check::plan::{CheckpointEntry, GateRules, Plan};
 use crate::runtime::call::CallReport;
@@ -37,19 +38,36 @@ pub struct CheckpointResult {
     pub checkpoint: Checkpoint,
     pub rules: GateRules,
     pub validators: Vec<ValidatorResult>,
+    /// The experiments that ran before the validators, and how each
+    /// counts (a guardrail breach fails the gate).
+    pub experiments: Vec<(ExperimentResult, Counted)>,
     pub decision: GateDecision,
     pub elapsed: Duration,
 }
 
 /// Runs `entry`'s validators concurrently on `change` (each in its own task,
 /// store and span tagged with plugin and checkpoint) and decides the gate.
-/// `plugins` must hold every plugin the checkpoint uses, loaded.
+/// `plugins` must hold every plugin the checkpoint uses, loaded. Runs no
+/// experiments (see [`crate::check::run_plan`]).
 pub async fn run_checkpoint(
     plan: &Plan,
     entry: &CheckpointEntry,
     plugins: &BTreeMap<String, Plugin>,
     change: Arc<Change>,
     change_id: &str,
+) -> CheckpointResult {
+    judge_checkpoint(plan, entry, plugins, change, change_id, Vec::new()).await
+}
+
+/// [`run_checkpoint`] after the checkpoint's experiments ran: `change`
+/// carries their metrics, and each experiment counts towards the gate too.
+pub async fn judge_checkpoint(
+    plan: &Plan,
+    entry: &CheckpointEntry,
+    plugins: &BTreeMap<String, Plugin>,
+    change: Arc<Change>,
+    change_id: &str,
+    experiments: Vec<ExperimentResult>,
 ) -> CheckpointResult {
     let started = Instant::now();
     let checkpoint = Checkpoint {
@@ -97,12 +115,25 @@ pub async fn run_checkpoint(
             counted,
         });
     }
-    let counted: Vec<Counted> = validators.iter().map(|v| v.counted).collect();
+    let experiments: Vec<(ExperimentResult, Counted)> = experiments
+        .into_iter()
+        .map(|result| {
+            let counted =
+                gate::count_experiment(result.breached(), result.injector_gave_up(), &entry.rules);
+            (result, counted)
+        })
+        .collect();
+    let counted: Vec<Counted> = validators
+        .iter()
+        .map(|v| v.counted)
+        .chain(experiments.iter().map(|(_, counted)| *counted))
+        .collect();
     CheckpointResult {
         decision: gate::decide(&counted, &entry.rules),
         checkpoint,
         rules: entry.rules,
         validators,
+        experiments,
         elapsed: started.elapsed(),
     }
 }

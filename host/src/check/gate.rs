@@ -101,6 +101,31 @@ pub fn count(
     }
 }
 
+/// How one experiment counts: a guardrail breach fails the gate; an
+/// injector that failed so often the experiment stopped injecting proved
+/// nothing (inconclusive, under the plan's inconclusive rule); otherwise
+/// the experiment passes and the validators judge its figures.
+pub fn count_experiment(breached: bool, injector_gave_up: bool, rules: &GateRules) -> Counted {
+    let outcome = if breached {
+        Outcome::Fail
+    } else if injector_gave_up {
+        Outcome::Inconclusive
+    } else {
+        Outcome::Pass
+    };
+    let counts_as = match (outcome, rules.inconclusive) {
+        (Outcome::Inconclusive, InconclusivePolicy::Fail) => Outcome::Fail,
+        (Outcome::Inconclusive, InconclusivePolicy::Warn) => Outcome::Warn,
+        (Outcome::Inconclusive, InconclusivePolicy::Pass) => Outcome::Pass,
+        (other, _) => other,
+    };
+    Counted {
+        outcome,
+        counts_as,
+        host_overloaded: false,
+    }
+}
+
 /// The gate over counted validators: the worst of them (fail >
 /// inconclusive > warn > pass); a checkpoint without validators passes.
 pub fn decide(counted: &[Counted], rules: &GateRules) -> GateDecision {

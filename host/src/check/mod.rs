@@ -5,6 +5,8 @@
 //!
 //! - `plan`: the TOML plan and its errors with file:line:column;
 //! - `checkpoint`: the one checkpoint runner;
+//! - `experiment`: a checkpoint's fault-injection experiments, run through
+//!   `crate::proxy`, their figures handed to the validators as metrics;
 //! - `gate`: where a verdict becomes a gate decision (`on-error`, advisory,
 //!   inconclusive rules);
 //! - `report`: the check report and one file per format;
@@ -12,6 +14,7 @@
 //! - `source`: building plugins given as Cargo projects.
 
 pub mod checkpoint;
+pub mod experiment;
 pub mod gate;
 pub mod lock;
 pub mod plan;
@@ -28,7 +31,8 @@ use crate::runtime::limits::LimitOutOfRange;
 use crate::runtime::plugin::{LoadError, Plugin};
 use crate::runtime::{PluginBytes, Runtime};
 
-pub use checkpoint::{CheckpointResult, ValidatorResult, run_checkpoint};
+pub use checkpoint::{CheckpointResult, ValidatorResult, judge_checkpoint, run_checkpoint};
+pub use experiment::{Approval, ExperimentError, ExperimentResult, StopSignal};
 pub use gate::{Counted, GateDecision, OnError};
 pub use plan::{CheckpointEntry, GateRules, Plan, PlanError};
 pub use report::CheckReport;
@@ -72,12 +76,18 @@ pub enum CheckError {
         #[source]
         source: Box<LoadError>,
     },
-    #[error("plugin `{plugin}` ({}) is a {world}, not a validator", path.display())]
-    NotAValidator {
+    #[error(
+        "plugin `{plugin}` ({}) is a {world}, but the plan uses it as a {expected}",
+        path.display()
+    )]
+    WrongWorld {
         plugin: String,
         path: PathBuf,
         world: World,
+        expected: World,
     },
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
 }
 
 /// What to run of a plan, and how.
@@ -92,6 +102,10 @@ pub struct RunOptions {
     pub fail_on_warn: bool,
     /// Identifier of the change, passed to the validators.
     pub change_id: String,
+    /// Who approved experiments at production checkpoints (required there).
+    pub approval: Option<Approval>,
+    /// Stops running experiments at once when it turns `true` (Ctrl-C).
+    pub stop: Option<StopSignal>,
 }
 
 /// Told when a plugin must be compiled (seconds for a Python or JS one), so
@@ -113,7 +127,9 @@ pub type LoadedPlugins = BTreeMap<String, Plugin>;
 /// Runs `plan` over `change` as a rollout would: the selected checkpoints in
 /// order, each gate decided before the next, stopping at the first that does
 /// not pass unless `keep_going`. Every plugin is loaded (and pinned, and
-/// checked to be a validator) before anything runs.
+/// checked to implement the world the plan uses it as) before anything
+/// runs. A checkpoint's experiments run first; the validators then judge
+/// the change with the experiments' figures among its metrics.
 pub async fn run_plan(
     runtime: &Runtime,
     plan: &Plan,
@@ -125,9 +141,12 @@ pub async fn run_plan(
     let plugins = load_plugins(
         runtime,
         plan,
-        selected
-            .iter()
-            .flat_map(|c| c.validators.iter().map(|v| v.plugin.as_str())),
+        selected.iter().flat_map(|c| {
+            c.experiments
+                .iter()
+                .map(|e| e.injector.as_str())
+                .chain(c.validators.iter().map(|v| v.plugin.as_str()))
+        }),
         progress,
     )?;
     let mut results: Vec<CheckpointResult> = Vec::new();
@@ -139,13 +158,31 @@ pub async fn run_plan(
         }
         let mut entry = entry.clone();
         entry.rules.fail_on_warn |= options.fail_on_warn;
+        let experiments = experiment::run_experiments(
+            plan,
+            &entry,
+            &plugins,
+            options.approval.as_ref(),
+            options.stop.clone(),
+        )
+        .await?;
+        let judged_change = if experiments.is_empty() {
+            Arc::clone(&change)
+        } else {
+            let mut with_metrics = (*change).clone();
+            with_metrics
+                .metrics
+                .extend(experiments.iter().flat_map(ExperimentResult::metrics));
+            Arc::new(with_metrics)
+        };
         results.push(
-            run_checkpoint(
+            judge_checkpoint(
                 plan,
                 &entry,
                 &plugins,
-                Arc::clone(&change),
+                judged_change,
                 &options.change_id,
+                experiments,
             )
             .await,
         );
@@ -184,7 +221,8 @@ pub fn select_checkpoints<'p>(
 }
 
 /// Loads the named plan plugins (each once), building Cargo projects first,
-/// checking pins, and refusing any that is not a validator.
+/// checking pins, and refusing any that does not implement the world the
+/// plan uses it as (validator, or an experiment's fault injector).
 pub fn load_plugins<'a>(
     runtime: &Runtime,
     plan: &Plan,
@@ -230,11 +268,13 @@ pub fn load_plugins<'a>(
             progress.compiled(name);
         }
         let plugin = plugin.map_err(load_error)?;
-        if plugin.world() != World::Validator {
-            return Err(CheckError::NotAValidator {
+        let expected = plan.expected_world(name);
+        if plugin.world() != expected {
+            return Err(CheckError::WrongWorld {
                 plugin: name.to_owned(),
                 path: file,
                 world: plugin.world(),
+                expected,
             });
         }
         loaded.insert(name.to_owned(), plugin);

@@ -1,10 +1,13 @@
 //! Checkpoint plans: the TOML model (plugins, their limits and pins, ordered
-//! checkpoints with validators and gate rules), resolution of paths relative
-//! to the plan, and errors that name the file, line and column.
+//! checkpoints with experiments, validators and gate rules), resolution of
+//! paths relative to the plan, and errors that name the file, line and
+//! column.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -71,7 +74,158 @@ pub struct CheckpointEntry {
     pub environment: String,
     pub rollout_percent: u8,
     pub rules: GateRules,
+    /// Run before the validators, which judge their metrics.
+    pub experiments: Vec<ExperimentEntry>,
     pub validators: Vec<ValidatorEntry>,
+}
+
+impl CheckpointEntry {
+    /// Whether the checkpoint targets production (its experiments need a
+    /// recorded approval).
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+            || self.environment.eq_ignore_ascii_case("prod")
+    }
+}
+
+/// Where an experiment's proxy sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSpec {
+    /// `http://host:port[/base]` or `https://...`.
+    Url(String),
+    /// `builtin:echo`: a small HTTP server cairn starts on loopback for the
+    /// experiment's length (examples, trying an injector out).
+    BuiltinEcho,
+}
+
+/// One route an experiment may fault: all given parts must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteEntry {
+    /// Methods (any when empty).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Path glob (`/orders/*`); every path when absent.
+    #[serde(default = "any_path")]
+    pub path: String,
+    /// A header that must be present with this value.
+    #[serde(default)]
+    pub header: Option<HeaderEntry>,
+}
+
+fn any_path() -> String {
+    "/**".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEntry {
+    pub name: String,
+    pub value: String,
+}
+
+/// Guardrails on what clients see; a breach ends the experiment early and
+/// fails the checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardrailEntry {
+    pub window: Duration,
+    pub min_requests: u32,
+    /// 0..=1.
+    pub max_error_rate: Option<f64>,
+    pub max_p99_latency: Option<Duration>,
+}
+
+impl Default for GuardrailEntry {
+    fn default() -> Self {
+        GuardrailEntry {
+            window: Duration::from_secs(10),
+            min_requests: 20,
+            max_error_rate: None,
+            max_p99_latency: None,
+        }
+    }
+}
+
+/// One request of a synthetic workload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequestEntry {
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+/// How the synthetic client retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryEntry {
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub retry_on: Vec<u16>,
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryEntry {
+    fn default() -> Self {
+        RetryEntry {
+            max_attempts: 3,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            retry_on: vec![429, 502, 503, 504],
+            attempt_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Traffic cairn generates when no real client drives the experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadEntry {
+    pub rate_per_second: f64,
+    /// Defaults to the experiment's duration.
+    pub duration: Duration,
+    pub concurrency: u32,
+    pub requests: Vec<RequestEntry>,
+    pub retry: RetryEntry,
+}
+
+/// A fault-injection experiment at a checkpoint: a fault proxy in front of
+/// one upstream, asking `injector` per request, inside the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentEntry {
+    /// Name in reports and metric names (`experiment.<name>.error-rate`).
+    pub name: String,
+    /// The fault-injector plugin (a key of `[plugins]`).
+    pub injector: String,
+    pub upstream: UpstreamSpec,
+    /// Loopback address the proxy listens on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Loopback admin address (`POST /stop`), if any.
+    pub admin_listen: Option<SocketAddr>,
+    pub seed: u64,
+    pub duration: Duration,
+    pub blast_radius_percent: f64,
+    pub max_concurrent_faults: u32,
+    pub routes: Vec<RouteEntry>,
+    pub protected_paths: Vec<String>,
+    pub max_delay: Duration,
+    pub max_hang: Duration,
+    pub max_plugin_failures: u32,
+    pub idempotency_header: String,
+    pub sensitive_headers: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub decision_log: Option<PathBuf>,
+    pub guardrails: GuardrailEntry,
+    pub workload: Option<WorkloadEntry>,
+    /// The injector's config, as JSON text.
+    pub config: String,
 }
 
 /// A checked plan: every reference resolves and every value is in range.
@@ -193,7 +347,80 @@ struct CheckpointFile {
     inconclusive: Option<InconclusivePolicy>,
     #[serde(default)]
     validators: Vec<ValidatorFile>,
+    #[serde(default, rename = "experiment")]
+    experiments: Vec<Spanned<ExperimentFile>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ExperimentFile {
+    name: Option<Spanned<String>>,
+    injector: Spanned<String>,
+    upstream: Spanned<String>,
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    seed: Option<u64>,
+    duration_ms: Spanned<u64>,
+    #[serde(default = "full_blast")]
+    blast_radius: Spanned<f64>,
+    max_concurrent_faults: Option<Spanned<u32>>,
+    #[serde(default)]
+    routes: Vec<RouteEntry>,
+    #[serde(default)]
+    protected_paths: Vec<String>,
+    max_delay_ms: Option<Spanned<u64>>,
+    max_hang_ms: Option<Spanned<u64>>,
+    max_plugin_failures: Option<u32>,
+    idempotency_header: Option<String>,
+    #[serde(default)]
+    sensitive_headers: Vec<String>,
+    ca_file: Option<Spanned<String>>,
+    decision_log: Option<String>,
+    guardrails: Option<Spanned<GuardrailFile>>,
+    workload: Option<Spanned<WorkloadFile>>,
+    config: Option<toml::Value>,
+}
+
+fn full_blast() -> Spanned<f64> {
+    Spanned::new(0..0, 100.0)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GuardrailFile {
+    window_ms: Option<u64>,
+    min_requests: Option<u32>,
+    max_error_rate: Option<f64>,
+    max_p99_latency_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WorkloadFile {
+    rate: f64,
+    duration_ms: Option<u64>,
+    concurrency: Option<u32>,
+    requests: Vec<RequestEntry>,
+    retry: Option<RetryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RetryFile {
+    max_attempts: Option<u32>,
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    retry_on: Option<Vec<u16>>,
+    attempt_timeout_ms: Option<u64>,
+}
+
+/// Defaults of an experiment's envelope.
+pub const DEFAULT_MAX_CONCURRENT_FAULTS: u32 = 100;
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HANG: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_PLUGIN_FAILURES: u32 = 10;
+/// The longest experiment a plan may declare (one hour).
+pub const MAX_EXPERIMENT_DURATION: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -232,7 +459,9 @@ impl Plan {
         let base = path.parent().unwrap_or(Path::new("."));
 
         let mut plugins = BTreeMap::new();
+        let mut file_plugin_spans: BTreeMap<String, Range<usize>> = BTreeMap::new();
         for (name, plugin) in file.plugins {
+            file_plugin_spans.insert(name.clone(), plugin.path.span());
             let (limit_settings, limits) = match &plugin.limits {
                 Some(settings) => {
                     let limits = settings.get_ref().apply(Limits::default()).map_err(|err| {
@@ -351,8 +580,29 @@ impl Plan {
                     config,
                 });
             }
+            let mut experiments: Vec<ExperimentEntry> = Vec::new();
+            for experiment in checkpoint.experiments {
+                let span = experiment.span();
+                let entry = parse_experiment(experiment.into_inner(), &name, &plugins, base, &at)
+                    .map_err(|err| match err {
+                    ExperimentParseError::At(err) => err,
+                    ExperimentParseError::Whole(message) => at(span.clone(), message),
+                })?;
+                if experiments.iter().any(|e| e.name == entry.name) {
+                    return Err(at(
+                        span,
+                        format!(
+                            "checkpoint `{name}`: experiment `{}` appears twice; give one a `name`",
+                            entry.name
+                        ),
+                    ));
+                }
+                used_plugins.insert(entry.injector.clone());
+                experiments.push(entry);
+            }
             checkpoints.push(CheckpointEntry {
                 environment: checkpoint.environment.unwrap_or_else(|| name.clone()),
+                experiments,
                 name,
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 rollout_percent,
@@ -363,6 +613,25 @@ impl Plan {
                 validators,
             });
         }
+        let injectors: BTreeSet<&str> = checkpoints
+            .iter()
+            .flat_map(|c| c.experiments.iter().map(|e| e.injector.as_str()))
+            .collect();
+        if let Some(both) = checkpoints
+            .iter()
+            .flat_map(|c| c.validators.iter())
+            .find(|v| injectors.contains(v.plugin.as_str()))
+        {
+            let span = file_plugin_spans.get(&both.plugin).cloned().unwrap_or(0..0);
+            return Err(at(
+                span,
+                format!(
+                    "plugin `{}` is used both as a validator and as an experiment's injector; \
+                     a plugin is one or the other",
+                    both.plugin
+                ),
+            ));
+        }
         for unused in plugins.keys().filter(|name| !used_plugins.contains(*name)) {
             tracing::warn!(plan = %path.display(), plugin = unused, "plugin is declared but no checkpoint uses it");
         }
@@ -371,6 +640,22 @@ impl Plan {
             plugins,
             checkpoints,
         })
+    }
+
+    /// The world plugin `name` must implement: a fault injector if an
+    /// experiment uses it, else a validator.
+    pub fn expected_world(&self, name: &str) -> crate::runtime::bindings::World {
+        use crate::runtime::bindings::World;
+        let injects = self
+            .checkpoints
+            .iter()
+            .flat_map(|c| c.experiments.iter())
+            .any(|e| e.injector == name);
+        if injects {
+            World::FaultInjector
+        } else {
+            World::Validator
+        }
     }
 
     pub fn checkpoint(&self, name: &str) -> Option<&CheckpointEntry> {
@@ -446,10 +731,328 @@ impl Plan {
                 index: 0,
                 rollout_percent: checkpoint.rollout_percent,
                 rules: checkpoint.rules,
+                experiments: Vec::new(),
                 validators,
             }],
         }
     }
+}
+
+/// Why an experiment table is invalid: at a value's own position, or at
+/// the table.
+enum ExperimentParseError {
+    At(PlanError),
+    Whole(String),
+}
+
+/// Checks one `[[checkpoint.experiment]]` and resolves its paths.
+fn parse_experiment(
+    file: ExperimentFile,
+    checkpoint: &str,
+    plugins: &BTreeMap<String, PluginEntry>,
+    base: &Path,
+    at: &dyn Fn(Range<usize>, String) -> PlanError,
+) -> Result<ExperimentEntry, ExperimentParseError> {
+    let located = |span: Range<usize>, message: String| {
+        ExperimentParseError::At(at(span, format!("checkpoint `{checkpoint}`: {message}")))
+    };
+    let injector = file.injector.get_ref().clone();
+    if !plugins.contains_key(&injector) {
+        let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+        return Err(located(
+            file.injector.span(),
+            format!(
+                "unknown injector `{injector}` (plugins in this plan: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    let name = match &file.name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            return Err(located(name.span(), "experiment name is empty".to_owned()));
+        }
+        Some(name) => name.get_ref().clone(),
+        None => injector.clone(),
+    };
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        let span = file.name.as_ref().map_or(0..0, Spanned::span);
+        return Err(located(
+            span,
+            format!(
+                "experiment name `{name}` may hold only letters, digits, `-`, `_` and `.` \
+                 (it becomes part of metric names)"
+            ),
+        ));
+    }
+    let upstream = match file.upstream.get_ref().as_str() {
+        "builtin:echo" => UpstreamSpec::BuiltinEcho,
+        url if url.starts_with("http://") || url.starts_with("https://") => {
+            UpstreamSpec::Url(url.to_owned())
+        }
+        other => {
+            return Err(located(
+                file.upstream.span(),
+                format!(
+                    "experiment `{name}`: upstream `{other}` is not an http:// or https:// URL \
+                     (or `builtin:echo`)"
+                ),
+            ));
+        }
+    };
+    let address =
+        |value: &Spanned<String>, what: &str| -> Result<SocketAddr, ExperimentParseError> {
+            let addr: SocketAddr = value.get_ref().parse().map_err(|_| {
+                located(
+                    value.span(),
+                    format!(
+                        "experiment `{name}`: {what} `{}` is not an address like 127.0.0.1:8080",
+                        value.get_ref()
+                    ),
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(located(
+                    value.span(),
+                    format!(
+                        "experiment `{name}`: {what} `{addr}` is not a loopback address; \
+                     a fault proxy listens on 127.0.0.1 or ::1 only"
+                    ),
+                ));
+            }
+            Ok(addr)
+        };
+    let listen = match &file.listen {
+        Some(value) => address(value, "listen")?,
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let admin_listen = file
+        .admin_listen
+        .as_ref()
+        .map(|value| address(value, "admin-listen"))
+        .transpose()?;
+    let duration_ms = *file.duration_ms.get_ref();
+    let duration = Duration::from_millis(duration_ms);
+    if duration.is_zero() || duration > MAX_EXPERIMENT_DURATION {
+        return Err(located(
+            file.duration_ms.span(),
+            format!(
+                "experiment `{name}`: duration-ms must be 1..={}, got {duration_ms}",
+                MAX_EXPERIMENT_DURATION.as_millis()
+            ),
+        ));
+    }
+    let blast = *file.blast_radius.get_ref();
+    if !(0.0..=100.0).contains(&blast) {
+        return Err(located(
+            file.blast_radius.span(),
+            format!("experiment `{name}`: blast-radius is a percentage, 0..=100, got {blast}"),
+        ));
+    }
+    let positive_ms = |value: &Option<Spanned<u64>>, key: &str, default: Duration| match value {
+        Some(ms) if *ms.get_ref() == 0 => Err(located(
+            ms.span(),
+            format!("experiment `{name}`: {key} must be at least 1"),
+        )),
+        Some(ms) => Ok(Duration::from_millis(*ms.get_ref())),
+        None => Ok(default),
+    };
+    let max_delay = positive_ms(&file.max_delay_ms, "max-delay-ms", DEFAULT_MAX_DELAY)?;
+    let max_hang = positive_ms(&file.max_hang_ms, "max-hang-ms", DEFAULT_MAX_HANG)?;
+    let max_concurrent_faults = match &file.max_concurrent_faults {
+        Some(cap) => *cap.get_ref(),
+        None => DEFAULT_MAX_CONCURRENT_FAULTS,
+    };
+    for route in &file.routes {
+        if !route.path.starts_with('/') {
+            return Err(ExperimentParseError::Whole(format!(
+                "checkpoint `{checkpoint}`: experiment `{name}`: route path `{}` must start with `/`",
+                route.path
+            )));
+        }
+    }
+    for path in &file.protected_paths {
+        if !path.starts_with('/') {
+            return Err(ExperimentParseError::Whole(format!(
+                "checkpoint `{checkpoint}`: experiment `{name}`: protected path `{path}` must start with `/`"
+            )));
+        }
+    }
+    let ca_file = match &file.ca_file {
+        Some(path) => {
+            let resolved = base.join(path.get_ref());
+            if !resolved.is_file() {
+                return Err(located(
+                    path.span(),
+                    format!(
+                        "experiment `{name}`: ca-file {} does not exist",
+                        resolved.display()
+                    ),
+                ));
+            }
+            Some(resolved)
+        }
+        None => None,
+    };
+    let guardrails = match &file.guardrails {
+        Some(spanned) => {
+            let given = spanned.get_ref();
+            let defaults = GuardrailEntry::default();
+            if let Some(rate) = given.max_error_rate
+                && !(0.0..=1.0).contains(&rate)
+            {
+                return Err(located(
+                    spanned.span(),
+                    format!(
+                        "experiment `{name}`: guardrails.max-error-rate is a ratio, 0..=1, got {rate}"
+                    ),
+                ));
+            }
+            if given.window_ms == Some(0) || given.max_p99_latency_ms == Some(0) {
+                return Err(located(
+                    spanned.span(),
+                    format!(
+                        "experiment `{name}`: guardrails.window-ms and max-p99-latency-ms must be at least 1"
+                    ),
+                ));
+            }
+            GuardrailEntry {
+                window: given
+                    .window_ms
+                    .map_or(defaults.window, Duration::from_millis),
+                min_requests: given.min_requests.unwrap_or(defaults.min_requests),
+                max_error_rate: given.max_error_rate,
+                max_p99_latency: given.max_p99_latency_ms.map(Duration::from_millis),
+            }
+        }
+        None => GuardrailEntry::default(),
+    };
+    let workload = match file.workload {
+        Some(spanned) => {
+            let span = spanned.span();
+            let given = spanned.into_inner();
+            let invalid = |message: String| {
+                located(
+                    span.clone(),
+                    format!("experiment `{name}`: workload.{message}"),
+                )
+            };
+            if !(given.rate.is_finite() && given.rate > 0.0 && given.rate <= 100_000.0) {
+                return Err(invalid(format!(
+                    "rate is requests per second, above 0 and at most 100000, got {}",
+                    given.rate
+                )));
+            }
+            if given.requests.is_empty() {
+                return Err(invalid("requests is empty; give at least one".to_owned()));
+            }
+            if let Some(request) = given.requests.iter().find(|r| !r.path.starts_with('/')) {
+                return Err(invalid(format!(
+                    "requests: path `{}` must start with `/`",
+                    request.path
+                )));
+            }
+            let workload_duration = given.duration_ms.map_or(duration, Duration::from_millis);
+            if workload_duration.is_zero() || workload_duration > duration {
+                return Err(invalid(format!(
+                    "duration-ms must be 1..={} (the experiment's duration)",
+                    duration.as_millis()
+                )));
+            }
+            let defaults = RetryEntry::default();
+            let retry = match given.retry {
+                Some(retry) => {
+                    let max_attempts = retry.max_attempts.unwrap_or(defaults.max_attempts);
+                    if !(1..=20).contains(&max_attempts) {
+                        return Err(invalid(format!(
+                            "retry.max-attempts must be 1..=20, got {max_attempts}"
+                        )));
+                    }
+                    if retry.attempt_timeout_ms == Some(0) {
+                        return Err(invalid(
+                            "retry.attempt-timeout-ms must be at least 1".to_owned(),
+                        ));
+                    }
+                    RetryEntry {
+                        max_attempts,
+                        backoff_initial: retry
+                            .backoff_initial_ms
+                            .map_or(defaults.backoff_initial, Duration::from_millis),
+                        backoff_max: retry
+                            .backoff_max_ms
+                            .map_or(defaults.backoff_max, Duration::from_millis),
+                        retry_on: retry.retry_on.unwrap_or(defaults.retry_on),
+                        attempt_timeout: retry
+                            .attempt_timeout_ms
+                            .map_or(defaults.attempt_timeout, Duration::from_millis),
+                    }
+                }
+                None => defaults,
+            };
+            let concurrency = given.concurrency.unwrap_or(8);
+            if !(1..=1024).contains(&concurrency) {
+                return Err(invalid(format!(
+                    "concurrency must be 1..=1024, got {concurrency}"
+                )));
+            }
+            Some(WorkloadEntry {
+                rate_per_second: given.rate,
+                duration: workload_duration,
+                concurrency,
+                requests: given.requests,
+                retry,
+            })
+        }
+        None => None,
+    };
+    Ok(ExperimentEntry {
+        seed: file.seed.unwrap_or_else(|| default_seed(checkpoint, &name)),
+        name,
+        injector,
+        upstream,
+        listen,
+        admin_listen,
+        duration,
+        blast_radius_percent: blast,
+        max_concurrent_faults,
+        routes: file.routes,
+        protected_paths: file.protected_paths,
+        max_delay,
+        max_hang,
+        max_plugin_failures: file
+            .max_plugin_failures
+            .unwrap_or(DEFAULT_MAX_PLUGIN_FAILURES),
+        idempotency_header: file
+            .idempotency_header
+            .unwrap_or_else(|| "idempotency-key".to_owned())
+            .to_ascii_lowercase(),
+        sensitive_headers: file.sensitive_headers,
+        ca_file,
+        decision_log: file.decision_log.map(|path| base.join(path)),
+        guardrails,
+        workload,
+        config: match &file.config {
+            Some(value) => toml_to_json(value).to_string(),
+            None => "{}".to_owned(),
+        },
+    })
+}
+
+/// The seed of an experiment that gives none: derived from its checkpoint
+/// and name (FNV-1a), so a rerun of the plan makes the same decisions.
+pub fn default_seed(checkpoint: &str, experiment: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in checkpoint.bytes().chain([0]).chain(experiment.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// TOML values as JSON; datetimes become RFC 3339 strings.
@@ -653,6 +1256,124 @@ validators = [
     fn plan_without_checkpoints_is_refused() {
         let (_, _, message) = position(parse(PLUGIN).unwrap_err());
         assert!(message.contains("no [[checkpoint]]"), "{message}");
+    }
+
+    const INJECTOR: &str = "[plugins.p]\npath = \"src\"\n[plugins.inj]\npath = \"src\"\n";
+
+    fn experiment_plan(table: &str) -> String {
+        format!(
+            "{INJECTOR}[[checkpoint]]\nname = \"resilience\"\n[[checkpoint.experiment]]\n{table}"
+        )
+    }
+
+    #[test]
+    fn experiment_tables_resolve_with_defaults_and_given_values() {
+        let text = experiment_plan(
+            r#"injector = "inj"
+upstream = "builtin:echo"
+duration-ms = 2000
+blast-radius = 25.5
+routes = [{ methods = ["GET"], path = "/orders/*" }]
+protected-paths = ["/health"]
+config = { percent = 50 }
+guardrails = { max-error-rate = 0.2, window-ms = 1000 }
+workload = { rate = 20, requests = [{ path = "/orders/1" }], retry = { max-attempts = 4 } }
+"#,
+        );
+        let plan = parse(&text).unwrap();
+        let experiment = &plan.checkpoints[0].experiments[0];
+        assert_eq!(experiment.name, "inj");
+        assert_eq!(experiment.upstream, UpstreamSpec::BuiltinEcho);
+        assert_eq!(experiment.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(experiment.duration, Duration::from_millis(2000));
+        assert_eq!(experiment.blast_radius_percent, 25.5);
+        assert_eq!(experiment.routes[0].methods, ["GET"]);
+        assert_eq!(experiment.config, r#"{"percent":50}"#);
+        assert_eq!(experiment.guardrails.max_error_rate, Some(0.2));
+        assert_eq!(experiment.guardrails.window, Duration::from_millis(1000));
+        assert_eq!(
+            experiment.max_concurrent_faults,
+            DEFAULT_MAX_CONCURRENT_FAULTS
+        );
+        assert_eq!(experiment.seed, default_seed("resilience", "inj"));
+        let workload = experiment.workload.as_ref().unwrap();
+        assert_eq!(workload.duration, experiment.duration);
+        assert_eq!(workload.retry.max_attempts, 4);
+        assert_eq!(workload.requests[0].method, "GET");
+        assert_eq!(
+            plan.expected_world("inj"),
+            crate::runtime::bindings::World::FaultInjector
+        );
+        assert_eq!(
+            plan.expected_world("p"),
+            crate::runtime::bindings::World::Validator
+        );
+    }
+
+    #[test]
+    fn experiment_mistakes_are_located_and_explained() {
+        let cases = [
+            (
+                "injector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 1000\nblast-radius = 150\n",
+                11,
+                "blast-radius is a percentage",
+            ),
+            (
+                "injector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 0\n",
+                10,
+                "duration-ms must be 1..=",
+            ),
+            (
+                "injector = \"nope\"\nupstream = \"builtin:echo\"\nduration-ms = 10\n",
+                8,
+                "unknown injector `nope`",
+            ),
+            (
+                "injector = \"inj\"\nupstream = \"ftp://x\"\nduration-ms = 10\n",
+                9,
+                "not an http:// or https:// URL",
+            ),
+            (
+                "injector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 10\nlisten = \"0.0.0.0:80\"\n",
+                11,
+                "not a loopback address",
+            ),
+            (
+                "injector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 10\nguardrails = { max-error-rate = 2 }\n",
+                11,
+                "max-error-rate is a ratio",
+            ),
+            (
+                "injector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 10\nworkload = { rate = 0, requests = [{ path = \"/\" }] }\n",
+                11,
+                "rate is requests per second",
+            ),
+        ];
+        for (table, line, expected) in cases {
+            let (got_line, _, message) = position(parse(&experiment_plan(table)).unwrap_err());
+            assert!(message.contains(expected), "{table}: {message}");
+            assert_eq!(got_line, line, "{table}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_plugin_cannot_be_both_validator_and_injector() {
+        let text = format!(
+            "{INJECTOR}[[checkpoint]]\nname = \"a\"\nvalidators = [{{ plugin = \"inj\" }}]\n[[checkpoint.experiment]]\ninjector = \"inj\"\nupstream = \"builtin:echo\"\nduration-ms = 10\n"
+        );
+        let (line, _, message) = position(parse(&text).unwrap_err());
+        assert_eq!(line, 4, "{message}");
+        assert!(
+            message.contains("both as a validator and as an experiment"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn default_seeds_are_stable_and_differ_per_experiment() {
+        assert_eq!(default_seed("a", "b"), default_seed("a", "b"));
+        assert_ne!(default_seed("a", "b"), default_seed("a", "c"));
+        assert_ne!(default_seed("ab", ""), default_seed("a", "b"));
     }
 
     #[test]

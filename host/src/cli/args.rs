@@ -18,7 +18,9 @@ Exit codes:
   65  invalid plan (the message names file:line:column)
   66  the change, metrics or a config could not be read
   67  a plugin could not be built or loaded (bad wasm, wrong world, sha256 mismatch)
-  70  internal error";
+  69  an experiment could not start (upstream down, port in use, bad CA file)
+  70  internal error
+  77  an experiment at a production checkpoint has no recorded approval";
 
 pub(crate) const LONG_ABOUT: &str = "\
 cairn gates risky no-code changes at the checkpoints of a rollout. At each
@@ -74,6 +76,13 @@ pub(crate) enum Command {
     /// Inspect, test and create plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run a fault proxy by hand: one experiment with one injector in front
+    /// of one upstream, until its duration ends or Ctrl-C.
+    #[command(long_about = crate::cli::experiment::PROXY_ABOUT, after_help = EXIT_CODES)]
+    Proxy(crate::cli::experiment::ProxyArgs),
+    /// Work with recorded experiments (replay a decision log).
+    #[command(subcommand)]
+    Experiment(crate::cli::experiment::ExperimentCommand),
 }
 
 pub(crate) const CHECK_ABOUT: &str = "\
@@ -130,6 +139,12 @@ pub(crate) struct CheckArgs {
     /// Warnings fail the gate (exit code 2), whatever the plan says.
     #[arg(long)]
     pub(crate) fail_on_warn: bool,
+
+    /// Record NAME as the person who approved this run's fault-injection
+    /// experiments; required when a checkpoint with experiments targets
+    /// environment "production" (exit code 77 without it).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) approve_experiments: Option<String>,
 
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
@@ -320,10 +335,11 @@ pub(crate) enum PluginCommand {
         /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
         plugin: PathBuf,
     },
-    /// Run a validator over golden cases and report each with a diff.
+    /// Run a validator or fault injector over golden cases and report each
+    /// with a diff.
     #[command(long_about = TEST_ABOUT)]
     Test {
-        /// The validator: a component (.wasm) or a Rust plugin's Cargo project.
+        /// The plugin: a component (.wasm) or a Rust plugin's Cargo project.
         plugin: PathBuf,
         /// Directory of cases, one sub-directory per case.
         #[arg(long, value_name = "DIR")]
@@ -346,9 +362,10 @@ pub(crate) enum PluginCommand {
 }
 
 pub(crate) const TEST_ABOUT: &str = "\
-Run a validator over golden cases and report each with a diff.
+Run a validator or fault injector over golden cases and report each with a
+diff. The plugin's world picks the kind of case.
 
-Each case is a directory:
+Each validator case is a directory:
   change/          the change (before/, after/, optional metrics.json)
   config.json      optional plugin config (default {})
   expected.json    {\"outcome\": \"fail\", \"findings\": [{\"rule\": \"...\",
@@ -356,11 +373,30 @@ Each case is a directory:
                    \"line\": 3}]}  -- or {\"refused\": true}
 
 Expected findings must match the actual ones one to one (order does not
-matter; each key given must be equal). Exit code 0 when every case passes,
-1 otherwise.
+matter; each key given must be equal).
 
-Example:
-  cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases";
+Each fault-injector case is a directory:
+  request.json     the request, kebab-case, every field optional:
+                   {\"method\": \"GET\", \"path\": \"/orders/1\", \"query\": \"a=1\",
+                   \"headers\": [[\"x-tenant\", \"acme\"]], \"attempt\": 1,
+                   \"sequence\": 0, \"random\": 9223372036854775808, ...}
+  config.json      optional plugin config (default {})
+  expected.json    {\"decision\": {\"delay-response-ms\": 100,
+                   \"action\": {\"kind\": \"forward\"}}}
+                   -- or {\"refused\": \"text the refusal contains\"}
+
+The decision must be equal (a missing delay is 0, a missing body no body
+faults); actions are {\"kind\": \"forward\"}, {\"kind\": \"reset\"},
+{\"kind\": \"hang\", \"ms\": 500} and {\"kind\": \"abort\", \"status\": 503,
+\"headers\": [[\"retry-after\", \"1\"]], \"body\": \"text\"}; body faults are
+{\"throttle-bytes-per-second\": N, \"truncate-after-bytes\": N,
+\"corrupt-bytes\": N}.
+
+Exit code 0 when every case passes, 1 otherwise.
+
+Examples:
+  cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases
+  cairn plugin test target/my_faults.wasm --cases samples";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum LangArg {

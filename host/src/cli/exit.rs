@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use crate::authoring::golden::CaseError;
 use crate::authoring::scaffold::ScaffoldError;
-use crate::check::CheckError;
 use crate::check::lock::LockError;
 use crate::check::report::CheckReport;
+use crate::check::{CheckError, ExperimentError};
 use crate::runtime::RuntimeError;
 use crate::runtime::verdict::Outcome;
 
@@ -29,8 +29,13 @@ pub const INVALID_INPUT: u8 = 66;
 /// A plugin could not be built or loaded (bad wasm, wrong world, digest
 /// mismatch).
 pub const PLUGIN_LOAD: u8 = 67;
+/// An experiment or the fault proxy could not start: its upstream is down,
+/// its port is in use, its CA file is unreadable.
+pub const UNAVAILABLE: u8 = 69;
 /// cairn itself failed (engine, cache, runtime, writing the report).
 pub const INTERNAL: u8 = 70;
+/// An experiment at a production checkpoint has no recorded approval.
+pub const NOT_APPROVED: u8 = 77;
 
 /// Why a command failed, typed by what went wrong; [`CliError::code`] is
 /// the one mapping to exit codes.
@@ -56,6 +61,13 @@ pub enum CliError {
     Scaffold(#[from] ScaffoldError),
     #[error("cannot start the plugin runtime")]
     Runtime(#[from] RuntimeError),
+    /// A fault proxy could not start (upstream down, port in use).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A plugin answered `info()` with an error or was stopped.
     #[error("{0}")]
     PluginInfo(String),
@@ -107,6 +119,7 @@ impl CliError {
                 _ => USAGE,
             },
             CliError::PluginInfo(_) => PLUGIN_LOAD,
+            CliError::Unavailable { .. } => UNAVAILABLE,
             CliError::Runtime(_) | CliError::Internal { .. } => INTERNAL,
         }
     }
@@ -134,7 +147,12 @@ fn code_of_check(err: &CheckError) -> u8 {
         CheckError::Build { .. }
         | CheckError::SeveralComponents { .. }
         | CheckError::Load { .. }
-        | CheckError::NotAValidator { .. } => PLUGIN_LOAD,
+        | CheckError::WrongWorld { .. } => PLUGIN_LOAD,
+        CheckError::Experiment(err) => match err {
+            ExperimentError::NeedsApproval { .. } => NOT_APPROVED,
+            ExperimentError::Start { .. } | ExperimentError::EchoUpstream { .. } => UNAVAILABLE,
+            ExperimentError::NotLoaded { .. } => INTERNAL,
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod args;
 pub mod exit;
+mod experiment;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 metrics: args.metrics.clone(),
                 change_id: args.change_id.clone(),
                 fail_on_warn: args.fail_on_warn,
+                approve_experiments: None,
                 limits: args.limits,
                 output: args.output,
             };
@@ -131,6 +133,19 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 .map_err(CheckError::Limits)?;
             let runtime = runtime(limits.fuel.is_some())?;
             tokio.block_on(test_cases(&runtime, &plugin, &cases, &limits))
+        }
+        Command::Proxy(args) => {
+            let limits = args
+                .limits
+                .settings()
+                .apply(Limits::default())
+                .map_err(CheckError::Limits)?;
+            let runtime = runtime(limits.fuel.is_some())?;
+            tokio.block_on(experiment::proxy(&runtime, &args, &limits))
+        }
+        Command::Experiment(command) => {
+            let runtime = runtime(false)?;
+            tokio.block_on(experiment::run(&runtime, command))
         }
         Command::Plugin(PluginCommand::New {
             name,
@@ -178,6 +193,14 @@ async fn check(
         keep_going: args.keep_going,
         fail_on_warn: args.fail_on_warn,
         change_id: args.change_id.clone(),
+        approval: args.approve_experiments.clone().map(check::Approval::now),
+        // Only a run with experiments takes over Ctrl-C (to stop faults and
+        // drain); any other run is interrupted as usual.
+        stop: plan
+            .checkpoints
+            .iter()
+            .any(|c| !c.experiments.is_empty())
+            .then(experiment::stop_on_signal),
     };
     let spinner = Spinner {
         bar: std::sync::Mutex::new(None),

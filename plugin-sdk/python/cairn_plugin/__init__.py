@@ -4,10 +4,13 @@ The parts both worlds share live here: plugin info and logging. A validator
 imports ``cairn_plugin.validator``, a fault injector
 ``cairn_plugin.fault_injector``; each ends with one export line::
 
-    Validation = export_validator(MyCheck())          # world `validator`
-    FaultInjection = export_fault_injector(MyFault())  # world `fault-injector`
+    Validation = export_validator(MyCheck())          # world `validator`, contract 0.1.0
+    FaultInjection = export_fault_injector(MyFault())  # world `fault-injector`, contract 0.2.0
 
 Build with ``python3 plugin-sdk/python/build.py PLUGIN_DIR -o plugin.wasm``.
+The build generates the ``wit_world`` modules imported below for the
+plugin's world and contract version; both versions define plugin info and
+logging alike.
 
 The plugin runs in a sandbox: no files, env, network or real clock (the wall
 clock reads 1970). ``print`` works and is captured (capped) by the host.

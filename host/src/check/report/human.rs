@@ -34,6 +34,9 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
             at.environment,
             at.rollout_percent
         );
+        for (experiment, counted) in &checkpoint.experiments {
+            out.push_str(&super::experiment::human(experiment, counted));
+        }
         let width = checkpoint
             .validators
             .iter()

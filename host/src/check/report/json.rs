@@ -35,6 +35,11 @@ fn checkpoint(result: &CheckpointResult) -> Value {
         "fail-on-warn": result.rules.fail_on_warn,
         "inconclusive": result.rules.inconclusive,
         "elapsed-ms": millis(result.elapsed),
+        "experiments": result
+            .experiments
+            .iter()
+            .map(|(experiment, counted)| super::experiment::json(experiment, counted))
+            .collect::<Vec<_>>(),
         "validators": result.validators.iter().map(validator).collect::<Vec<_>>(),
     })
 }

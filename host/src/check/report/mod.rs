@@ -2,6 +2,7 @@
 //! and its renderings for people (`human`) and for CI systems (`json`,
 //! `junit`, `sarif`, `github`).
 
+mod experiment;
 mod github;
 mod human;
 mod json;
@@ -9,6 +10,8 @@ mod junit;
 mod sarif;
 
 use std::path::PathBuf;
+
+pub use experiment::experiment_summary;
 
 use crate::check::{CheckpointResult, ValidatorResult};
 use crate::runtime::call::CallOutcome;
