@@ -400,6 +400,7 @@ async fn proxy_by_hand_logs_decisions_that_replay_identically_and_a_changed_conf
                 max_attempts: 1,
                 ..RetryPolicy::default()
             },
+            idempotency_header: "idempotency-key".to_owned(),
         };
         let seen = run_workload(target, &workload, None).await;
         let output = proxy.await.expect("proxy task");

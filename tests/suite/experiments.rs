@@ -71,6 +71,7 @@ fn workload(paths: &[&str], rate: f64, duration: Duration) -> Workload {
         concurrency: 8,
         requests: paths.iter().map(|p| RequestTemplate::get(*p)).collect(),
         retry: retry_policy(),
+        idempotency_header: "idempotency-key".to_owned(),
     }
 }
 

@@ -561,6 +561,12 @@ fn every_subcommand_help_explains_itself() {
         (&["validate", "--help"][..], "without a plan"),
         (&["lock", "--help"][..], "--check"),
         (&["plugin", "inspect", "--help"][..], "compile cache"),
+        (&["proxy", "--help"][..], "Safety envelope"),
+        (
+            &["experiment", "replay", "--help"][..],
+            "Exit code 0 when every decision",
+        ),
+        (&["check", "--help"][..], "--approve-experiments"),
     ] {
         let out = cairn(args);
         assert_eq!(out.status.code(), Some(0));

@@ -160,6 +160,15 @@ impl Case {
     /// Loads the case in `dir`.
     pub fn load(dir: &Path) -> Result<Case, CaseError> {
         let name = case_name(dir);
+        let change_dir = dir.join(CHANGE_DIR);
+        if !change_dir.is_dir() && dir.join(REQUEST_FILE).is_file() {
+            return Err(CaseError::Invalid {
+                path: dir.to_owned(),
+                reason: format!(
+                    "has {REQUEST_FILE} but no {CHANGE_DIR}/: a fault-injector case, but the plugin is a validator"
+                ),
+            });
+        }
         let expected_path = dir.join(EXPECTED_FILE);
         let expected: Expected = read_json(&expected_path)?;
         if expected.refused && (expected.outcome.is_some() || !expected.findings.is_empty()) {
@@ -175,15 +184,6 @@ impl Case {
             });
         }
         let config = read_config(dir)?;
-        let change_dir = dir.join(CHANGE_DIR);
-        if !change_dir.is_dir() && dir.join(REQUEST_FILE).is_file() {
-            return Err(CaseError::Invalid {
-                path: dir.to_owned(),
-                reason: format!(
-                    "has {REQUEST_FILE} but no {CHANGE_DIR}/: a fault-injector case, but the plugin is a validator"
-                ),
-            });
-        }
         let change = Change::from_dir(&change_dir).map_err(|source| CaseError::Change {
             path: change_dir,
             source,

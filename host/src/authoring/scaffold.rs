@@ -280,7 +280,9 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
             ("samples/empty-document/change/after/config.json", ""),
             (
                 "samples/empty-document/expected.json",
-                "{\"outcome\": \"fail\"}\n",
+                r#"{"outcome": "fail",
+ "findings": [{"rule": "{{name}}/empty-document", "severity": "error", "document": "config.json"}]}
+"#,
             ),
         ]),
         Kind::FaultInjector => files.extend_from_slice(FAULT_SAMPLES),

@@ -273,6 +273,7 @@ impl Started {
                         retry_on: entry.retry.retry_on.clone(),
                         attempt_timeout: entry.retry.attempt_timeout,
                     },
+                    idempotency_header: self.experiment.idempotency_header.clone(),
                 };
                 let target = self.running.local_addr();
                 Some(run_workload(target, &workload, Some(self.running.stop_handle())).await)

@@ -260,8 +260,7 @@ fn load_injector(
     path: &Path,
     sha256: Option<&Sha256Digest>,
 ) -> Result<crate::Plugin, CliError> {
-    let file =
-        crate::check::component_file("injector", path).map_err(crate::check::CheckError::from)?;
+    let file = crate::check::component_file("injector", path)?;
     let bytes = PluginBytes::read(&file).map_err(|source| crate::check::CheckError::Load {
         plugin: "injector".to_owned(),
         path: file.clone(),
@@ -408,25 +407,25 @@ pub(crate) async fn proxy(
             }
         }
     });
+    // Live counts on a terminal, refreshed twice a second until the
+    // experiment stops; nothing off one.
     let live = terminal.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(Duration::from_millis(250));
         bar
     });
-    let report = {
-        let finish = running.finish();
-        tokio::pin!(finish);
+    if let Some(bar) = &live {
+        let stopped = running.stop_handle();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                report = &mut finish => break report,
-                _ = tick.tick() => {
-                    // The snapshot is taken from the report being built; the
-                    // spinner only shows it.
-                }
+                _ = stopped.stopped() => break,
+                _ = tick.tick() => bar.set_message(live_counts(&running.snapshot())),
             }
         }
-    };
+        bar.set_message("draining in-flight requests…");
+    }
+    let report = running.finish().await;
     watcher.abort();
     if let Some(bar) = live {
         bar.finish_and_clear();
@@ -470,6 +469,35 @@ fn replay_summary(report: &crate::proxy::ReplayReport) -> String {
         );
     }
     out
+}
+
+/// One line of live counts for the terminal.
+fn live_counts(stats: &crate::proxy::ExperimentStats) -> String {
+    let faults: Vec<String> = stats
+        .faults
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    format!(
+        "{:>6.1} s  requests {}  faulted {}{}  active {}  injector failures {}  client errors {}{}",
+        stats.elapsed_ms as f64 / 1000.0,
+        stats.requests,
+        stats.faulted,
+        if faults.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", faults.join(", "))
+        },
+        stats.active_faults,
+        stats.plugin_failures,
+        stats.client_errors,
+        if stats.injecting {
+            ""
+        } else {
+            "  [not injecting]"
+        },
+    )
 }
 
 fn fresh_seed() -> u64 {

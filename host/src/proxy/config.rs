@@ -201,7 +201,9 @@ impl Envelope {
 }
 
 /// A route the experiment may fault: any of `methods` (empty = any), a
-/// path glob, and optionally a header with an exact value.
+/// path glob, and optionally a header (name in any case) with an exact
+/// value. Sensitive headers are matched on their redacted value
+/// (`[redacted]`), so a credential cannot select a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch {
     pub methods: Vec<String>,

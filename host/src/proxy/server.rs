@@ -445,7 +445,8 @@ impl RunningExperiment {
 
 impl Drop for RunningExperiment {
     fn drop(&mut self) {
-        for task in [self.accept_task.take()].into_iter().flatten() {
+        // Aborting the accept loop drops its connections' tasks too.
+        if let Some(task) = self.accept_task.take() {
             task.abort();
         }
         if let Some(task) = self.admin_task.take() {

@@ -185,12 +185,10 @@ fn abort(status: u16) -> Decision {
     }
 }
 
-fn within<F: std::future::Future>(future: F) -> impl std::future::Future<Output = F::Output> {
-    async move {
-        tokio::time::timeout(Duration::from_secs(20), future)
-            .await
-            .expect("the test finished within its bound")
-    }
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .expect("the test finished within its bound")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,6 +494,34 @@ async fn a_guardrail_breach_stops_the_experiment_with_the_window_figures() {
             StopReason::GuardrailBreach(breach.clone())
         );
         assert_eq!(report.metric("guardrail-breaches"), Some(1.0));
+        assert_eq!(report.metric("error-rate"), Some(5.0 / 6.0));
+        assert_eq!(report.metric("status.503"), Some(5.0));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["stop-reason"]["kind"], "guardrail-breach");
+        assert_eq!(json["stop-reason"]["window-requests"], 5);
+        let names: Vec<String> = report.metrics().into_iter().map(|(name, _)| name).collect();
+        for name in [
+            "requests",
+            "faulted",
+            "faults.abort",
+            "faults.delay",
+            "client-errors",
+            "latency-p50-ms",
+            "latency-p90-ms",
+            "latency-p99-ms",
+            "plugin-failures",
+            "logical-requests",
+            "attempts-per-request-mean",
+            "attempts-per-request-max",
+            "retry-amplification",
+            "skipped.blast-radius",
+            "skipped.route",
+            "skipped.protected",
+            "skipped.concurrency",
+            "skipped.stopped",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
     })
     .await;
 }
@@ -591,7 +617,7 @@ async fn the_envelope_decides_who_the_plugin_hears_of_and_the_log_replays() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("decisions.jsonl");
         let decide = |request: &RequestInfo| {
-            decided(if request.random % 3 == 0 {
+            decided(if request.random.is_multiple_of(3) {
                 abort(503)
             } else {
                 Decision::PASS
@@ -612,17 +638,14 @@ async fn the_envelope_decides_who_the_plugin_hears_of_and_the_log_replays() {
             .unwrap();
         let addr = experiment.local_addr();
         let mut expected_decided = 0;
-        let mut sequence = 0u64;
-        for _ in 0..40 {
+        for sequence in 0..40u64 {
             get(addr, "/ok").await;
             if crate::proxy::seed::inside_blast_radius(seed, sequence, 50.0) {
                 expected_decided += 1;
             }
-            sequence += 1;
         }
         for path in ["/health", "/other"] {
             get(addr, path).await;
-            sequence += 1;
         }
         experiment
             .stop_handle()

@@ -121,3 +121,53 @@ pub async fn probe(upstream: &Upstream, bound: Duration) -> Result<(), ProxyErro
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> UpstreamClient {
+        let config = ExperimentConfig::new(
+            "t",
+            "127.0.0.1:0".parse().unwrap(),
+            Upstream::parse(url).unwrap(),
+            Duration::from_secs(1),
+        );
+        UpstreamClient::new(&config).unwrap()
+    }
+
+    #[test]
+    fn forwarded_uris_keep_the_base_path_and_the_query() {
+        let plain = client("http://127.0.0.1:8080");
+        assert_eq!(
+            plain
+                .uri_for("/orders/1", Some("a=1&b"))
+                .unwrap()
+                .to_string(),
+            "http://127.0.0.1:8080/orders/1?a=1&b"
+        );
+        let based = client("https://orders.internal:8443/api/v1/");
+        assert_eq!(
+            based.uri_for("/orders", None).unwrap().to_string(),
+            "https://orders.internal:8443/api/v1/orders"
+        );
+        assert_eq!(
+            based.uri_for("/", None).unwrap().to_string(),
+            "https://orders.internal:8443/api/v1/"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_a_closed_port_names_the_address() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let upstream = Upstream::parse(&format!("http://{address}")).unwrap();
+        let err = probe(&upstream, PROBE_TIMEOUT).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&address.to_string()) && text.contains("TCP connect failed"),
+            "{text}"
+        );
+    }
+}

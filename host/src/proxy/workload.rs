@@ -18,7 +18,6 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::proxy::config::DEFAULT_IDEMPOTENCY_HEADER;
 use crate::proxy::server::StopHandle;
 
 /// Traffic to send.
@@ -34,6 +33,10 @@ pub struct Workload {
     /// Sent in turn (round robin).
     pub requests: Vec<RequestTemplate>,
     pub retry: RetryPolicy,
+    /// Header carrying each logical request's key, the same on all its
+    /// attempts: the experiment's `idempotency-header`, so the proxy groups
+    /// the workload's retries.
+    pub idempotency_header: String,
 }
 
 /// One kind of request.
@@ -127,7 +130,9 @@ enum AttemptResult {
 }
 
 /// Sends `workload` to `target` (plain HTTP) until its duration ends, or
-/// `stop` fires; waits for the logical requests in flight.
+/// `stop` fires; waits for the logical requests in flight (their retries
+/// included). Every logical request carries a fresh key in the workload's
+/// `idempotency_header`, the same on all its attempts.
 pub async fn run_workload(
     target: SocketAddr,
     workload: &Workload,
@@ -168,15 +173,18 @@ pub async fn run_workload(
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let template = workload.requests
+        let mut template = workload.requests
             [usize::try_from(index).unwrap_or(0) % workload.requests.len()]
         .clone();
         let key = format!("wl-{run_id:016x}-{index}");
+        template
+            .headers
+            .push((workload.idempotency_header.clone(), key));
         let client = client.clone();
         let retry = workload.retry.clone();
         let report = Arc::clone(&report);
         tasks.spawn(async move {
-            logical_request(&client, target, &template, &key, &retry, &report).await;
+            logical_request(&client, target, &template, &retry, &report).await;
             drop(permit);
         });
         index += 1;
@@ -192,7 +200,6 @@ async fn logical_request(
     client: &Client<HttpConnector, Full<Bytes>>,
     target: SocketAddr,
     template: &RequestTemplate,
-    key: &str,
     retry: &RetryPolicy,
     report: &Mutex<WorkloadReport>,
 ) {
@@ -201,8 +208,7 @@ async fn logical_request(
     let final_status = loop {
         attempt += 1;
         let result =
-            match tokio::time::timeout(retry.attempt_timeout, send(client, target, template, key))
-                .await
+            match tokio::time::timeout(retry.attempt_timeout, send(client, target, template)).await
             {
                 Ok(result) => result,
                 Err(_) => AttemptResult::Timeout,
@@ -251,15 +257,13 @@ async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
     target: SocketAddr,
     template: &RequestTemplate,
-    key: &str,
 ) -> AttemptResult {
     let Ok(method) = Method::from_bytes(template.method.as_bytes()) else {
         return AttemptResult::ConnectionError;
     };
     let mut builder = Request::builder()
         .method(method)
-        .uri(format!("http://{target}{}", template.path))
-        .header(DEFAULT_IDEMPOTENCY_HEADER, key);
+        .uri(format!("http://{target}{}", template.path));
     for (name, value) in &template.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
