@@ -447,3 +447,61 @@ async fn proxy_by_hand_logs_decisions_that_replay_identically_and_a_changed_conf
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_running_proxy_at_once_and_it_drains_and_reports() {
+    cairn_tests::within(Duration::from_secs(300), async {
+        let echo = EchoUpstream::start().await.expect("echo upstream");
+        let port = free_port();
+        let mut command = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"));
+        command
+            .args([
+                "proxy",
+                "--injector",
+                guests::FLAKY,
+                "--upstream",
+                &format!("http://{}", echo.addr),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--duration-ms",
+                "600000",
+                "--format",
+                "json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = command.spawn().expect("start cairn proxy");
+        let pid = child.id();
+        let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut ready = false;
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(target).await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ready, "cairn proxy listens on {target}");
+        let signalled = std::time::Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(kill.success());
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join")
+            .expect("wait");
+        let took = signalled.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "a 10-minute experiment ended {took:?} after SIGTERM"
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("json summary");
+        assert_eq!(report["stop-reason"]["kind"], "stopped", "{report}");
+        assert_eq!(report["stop-reason"]["by"], "signal", "{report}");
+        echo.stop().await;
+    })
+    .await;
+}
