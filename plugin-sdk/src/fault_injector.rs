@@ -8,7 +8,7 @@ pub use crate::__bindings::fault_injector::exports::cairn::plugin::fault_injecti
 use crate::PluginInfo;
 
 /// Implement this for your fault injector and export it with
-/// [`export_fault_injector!`].
+/// [`export_fault_injector!`](crate::export_fault_injector).
 ///
 /// cairn's fault proxy asks [`FaultInjector::decide`] about every request
 /// the experiment's safety envelope (blast radius, routes, protected paths,

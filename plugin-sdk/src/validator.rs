@@ -7,7 +7,8 @@ pub use crate::__bindings::validator::cairn::plugin::types::{
     Checkpoint, Finding, Location, Outcome, PluginInfo, Severity, Verdict,
 };
 
-/// Implement this for your validator and export it with [`export_validator!`].
+/// Implement this for your validator and export it with
+/// [`export_validator!`](crate::export_validator).
 pub trait Validator {
     /// Name, version and description of the plugin.
     fn info() -> PluginInfo;

@@ -383,3 +383,190 @@ fn compile_error_prints_its_real_cause_chain() {
         "the compiler's own reason follows as further causes, not flattened away: {err}"
     );
 }
+
+/// A plan over one bundled validator, in a temp dir.
+fn one_validator_plan(dir: &Path) -> PathBuf {
+    let plan = dir.join("cairn.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[plugins.no-deletes]\npath = \"{}\"\n[[checkpoint]]\nname = \"a\"\nvalidators = [{{ plugin = \"no-deletes\" }}]\n",
+            guests::NO_DELETES
+        ),
+    )
+    .expect("write plan");
+    plan
+}
+
+#[test]
+fn an_output_that_names_an_input_or_cannot_be_written_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = one_validator_plan(dir.path());
+    let plan_text = std::fs::read_to_string(&plan).expect("plan");
+    let plan_arg = plan.display().to_string();
+    let over_plan = cairn(&[
+        "check",
+        "--plan",
+        &plan_arg,
+        "--change",
+        &example("safe-edit"),
+        "--format",
+        "json",
+        "--output",
+        &plan_arg,
+    ]);
+    assert_eq!(over_plan.status.code(), Some(64), "{}", stderr(&over_plan));
+    assert!(
+        stderr(&over_plan).contains("would overwrite an input"),
+        "{}",
+        stderr(&over_plan)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&plan).expect("plan"),
+        plan_text,
+        "the plan is intact"
+    );
+    assert!(stdout(&over_plan).is_empty(), "nothing ran");
+
+    let nowhere = dir
+        .path()
+        .join("missing-dir/report.json")
+        .display()
+        .to_string();
+    let unwritable = cairn(&[
+        "check",
+        "--plan",
+        &plan_arg,
+        "--change",
+        &example("safe-edit"),
+        "--output",
+        &nowhere,
+    ]);
+    assert_eq!(
+        unwritable.status.code(),
+        Some(64),
+        "{}",
+        stderr(&unwritable)
+    );
+    assert!(
+        stderr(&unwritable).contains("cannot write the report"),
+        "{}",
+        stderr(&unwritable)
+    );
+    assert!(stdout(&unwritable).is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_failed_run_removes_the_stale_report_of_an_earlier_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = one_validator_plan(dir.path()).display().to_string();
+    let report = dir.path().join("report.json");
+    let report_arg = report.display().to_string();
+    let ok = cairn(&[
+        "check",
+        "--plan",
+        &plan,
+        "--change",
+        &example("safe-edit"),
+        "--output",
+        &report_arg,
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let written: Value = serde_json::from_slice(&std::fs::read(&report).expect("report"))
+        .expect("a complete JSON report");
+    assert_eq!(written["outcome"], "pass");
+    let failed = cairn(&[
+        "check",
+        "--plan",
+        &plan,
+        "--change",
+        "/no/such/change",
+        "--output",
+        &report_arg,
+    ]);
+    assert_eq!(failed.status.code(), Some(66), "{}", stderr(&failed));
+    assert!(
+        !report.exists(),
+        "the earlier PASS report no longer stands for this run"
+    );
+}
+
+/// SIGKILL at seeded random moments while `cairn check` runs and writes its
+/// report: the output path never holds a partial report (it is absent, the
+/// previous complete report, or the new complete one). Quick mode in CI;
+/// CAIRN_KILL_ROUNDS=200 for the full loop.
+#[test]
+fn a_kill_at_any_moment_never_leaves_a_partial_report() {
+    use std::process::Stdio;
+    let rounds: u64 = std::env::var("CAIRN_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let seed: u64 = std::env::var("CAIRN_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!(
+        "kill-during-write: seed {seed} (CAIRN_KILL_SEED={seed} reproduces), {rounds} rounds"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = one_validator_plan(dir.path()).display().to_string();
+    let report = dir.path().join("report.sarif");
+    let mut state = seed;
+    let mut next = || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    for round in 0..rounds {
+        let delay = std::time::Duration::from_micros(next() % 400_000);
+        let mut child = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"))
+            .args([
+                "check",
+                "--plan",
+                &plan,
+                "--change",
+                &example("safe-edit"),
+                "--output",
+                &report.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cairn");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        if report.exists() {
+            let text = std::fs::read(&report).expect("read report");
+            let parsed: Result<Value, _> = serde_json::from_slice(&text);
+            assert!(
+                parsed.is_ok_and(|v| v["version"] == "2.1.0"),
+                "seed {seed}, round {round}, kill after {delay:?}: a partial report at the output path:\n{}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".cairn-report-")
+            })
+            .collect();
+        // A kill between creating the temp file and renaming it may leave
+        // it; it is never at the output path, and it is removed here so the
+        // next round starts clean.
+        for leftover in leftovers {
+            let _ = std::fs::remove_file(leftover.path());
+        }
+    }
+}

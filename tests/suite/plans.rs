@@ -400,8 +400,8 @@ fn output_file_gets_the_report_and_stdout_the_human_summary() {
     let out = plan.check("safe-edit", &["--output", &unwritable]);
     assert_eq!(
         out.status.code(),
-        Some(70),
-        "a report that cannot be written is an internal error"
+        Some(64),
+        "a report that cannot be written is refused up front, before any plugin runs"
     );
     assert!(
         text(&out.stderr).contains("cannot write the report"),

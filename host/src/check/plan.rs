@@ -435,10 +435,24 @@ struct ValidatorFile {
 impl Plan {
     /// Reads and checks the plan at `path`.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let bytes = std::fs::read(path).map_err(|source| PlanError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                let valid = err.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&err.as_bytes()[..valid]).into_owned();
+                let (line, column) = LineIndex::new(&prefix).line_column(valid);
+                return Err(PlanError::Invalid {
+                    path: path.to_owned(),
+                    line,
+                    column,
+                    message: "the plan is not valid UTF-8 here (TOML files are UTF-8)".to_owned(),
+                });
+            }
+        };
         Plan::parse(path, &text)
     }
 
@@ -479,6 +493,12 @@ impl Plan {
                     })?),
                     None => None,
                 };
+            if plugin.path.get_ref().trim().is_empty() {
+                return Err(at(
+                    plugin.path.span(),
+                    format!("plugin `{name}`: path is empty; give a .wasm file or a Cargo project"),
+                ));
+            }
             let resolved = base.join(plugin.path.get_ref());
             if !resolved.exists() {
                 return Err(at(
@@ -571,7 +591,18 @@ impl Plan {
                     ));
                 }
                 let config = match &validator.config {
-                    Some(value) => toml_to_json(value).to_string(),
+                    Some(value) => {
+                        if let Some(key) = non_finite_at(value, "config") {
+                            return Err(at(
+                                validator.plugin.span(),
+                                format!(
+                                    "checkpoint `{name}`: validator `{report_name}`: {key} is inf or nan, \
+                                     which JSON cannot carry"
+                                ),
+                            ));
+                        }
+                        toml_to_json(value).to_string()
+                    }
                     None => "{}".to_owned(),
                 };
                 validators.push(ValidatorEntry {
@@ -1012,6 +1043,18 @@ fn parse_experiment(
         }
         None => None,
     };
+    let config = match &file.config {
+        Some(value) => {
+            if let Some(key) = non_finite_at(value, "config") {
+                return Err(located(
+                    file.injector.span(),
+                    format!("experiment `{name}`: {key} is inf or nan, which JSON cannot carry"),
+                ));
+            }
+            toml_to_json(value).to_string()
+        }
+        None => "{}".to_owned(),
+    };
     Ok(ExperimentEntry {
         seed: file.seed.unwrap_or_else(|| default_seed(checkpoint, &name)),
         name,
@@ -1038,10 +1081,7 @@ fn parse_experiment(
         decision_log: file.decision_log.map(|path| base.join(path)),
         guardrails,
         workload,
-        config: match &file.config {
-            Some(value) => toml_to_json(value).to_string(),
-            None => "{}".to_owned(),
-        },
+        config,
     })
 }
 
@@ -1054,6 +1094,22 @@ pub fn default_seed(checkpoint: &str, experiment: &str) -> u64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
+}
+
+/// The dotted path of the first `inf` or `nan` in a TOML value (JSON has
+/// neither, so a config holding one would silently become `null`).
+pub fn non_finite_at(value: &toml::Value, path: &str) -> Option<String> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some(path.to_owned()),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| non_finite_at(item, &format!("{path}[{i}]"))),
+        toml::Value::Table(table) => table
+            .iter()
+            .find_map(|(key, item)| non_finite_at(item, &format!("{path}.{key}"))),
+        _ => None,
+    }
 }
 
 /// TOML values as JSON; datetimes become RFC 3339 strings.
@@ -1397,6 +1453,33 @@ workload = { rate = 20, requests = [{ path = "/orders/1" }], retry = { max-attem
             message.contains("both as a validator and as an experiment"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_empty_plugin_path_and_a_non_finite_config_are_located() {
+        let text = "[plugins.p]\npath = \"\"\n[[checkpoint]]\nname = \"a\"\n";
+        let (line, _, message) = position(parse(text).unwrap_err());
+        assert_eq!(line, 2, "{message}");
+        assert!(message.contains("path is empty"), "{message}");
+        let text = format!(
+            "{PLUGIN}[[checkpoint]]\nname = \"a\"\nvalidators = [{{ plugin = \"p\", config = {{ limits = [1.0, nan] }} }}]\n"
+        );
+        let (line, _, message) = position(parse(&text).unwrap_err());
+        assert_eq!(line, 5, "{message}");
+        assert!(
+            message.contains("config.limits[1] is inf or nan"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_plan_that_is_not_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, b"[plugins.p]\npath = \"a\xff\"\n").unwrap();
+        let (line, column, message) = position(Plan::load(&path).unwrap_err());
+        assert_eq!((line, column), (2, 10), "{message}");
+        assert!(message.contains("not valid UTF-8"), "{message}");
     }
 
     #[test]

@@ -187,6 +187,108 @@ async fn check(
     args: &CheckArgs,
 ) -> Result<u8, CliError> {
     let (format, output) = output_format(&args.output)?;
+    // The report file is checked, and its temp file created, before any
+    // plugin runs: an unwritable --output or one that names an input is a
+    // usage error up front, not a verdict lost at the end.
+    let pending = match &output {
+        Some(path) => Some(PendingReport::prepare(path, &[&args.plan, change_path])?),
+        None => None,
+    };
+    let result = check_and_render(runtime, plan, change_path, args, format).await;
+    match (result, pending) {
+        (Ok((code, rendered, human)), Some(pending)) => {
+            pending.commit(rendered.as_bytes())?;
+            print!("{human}");
+            Ok(code)
+        }
+        (Ok((code, rendered, _)), None) => {
+            print!("{rendered}");
+            Ok(code)
+        }
+        (Err(err), Some(pending)) => {
+            // A report left from an earlier run would say PASS for a run
+            // that failed: remove it.
+            pending.discard_stale();
+            Err(err)
+        }
+        (Err(err), None) => Err(err),
+    }
+}
+
+/// A report to be written to a file: written to a temp file beside it and
+/// renamed over it, so a reader (or a kill mid-write) never sees half a
+/// report.
+struct PendingReport {
+    path: PathBuf,
+    temp: tempfile::NamedTempFile,
+}
+
+impl PendingReport {
+    fn prepare(path: &Path, inputs: &[&Path]) -> Result<PendingReport, CliError> {
+        let same_file = |input: &Path| match (path.canonicalize(), input.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b || a.starts_with(&b) && b.is_dir(),
+            _ => false,
+        };
+        if let Some(input) = inputs.iter().find(|input| same_file(input)) {
+            return Err(CliError::Usage(format!(
+                "--output {} would overwrite an input ({}); write the report elsewhere",
+                path.display(),
+                input.display()
+            )));
+        }
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".cairn-report-")
+            .tempfile_in(&dir)
+            .map_err(|err| {
+                CliError::Usage(format!(
+                    "cannot write the report to {}: {err}",
+                    path.display()
+                ))
+            })?;
+        Ok(PendingReport {
+            path: path.to_owned(),
+            temp,
+        })
+    }
+
+    fn commit(mut self, bytes: &[u8]) -> Result<(), CliError> {
+        use std::io::Write;
+        let write_error = |err: std::io::Error, path: &Path| {
+            CliError::internal(
+                format!("cannot write the report to {}", path.display()),
+                err,
+            )
+        };
+        self.temp
+            .write_all(bytes)
+            .and_then(|()| self.temp.as_file().sync_all())
+            .map_err(|err| write_error(err, &self.path))?;
+        self.temp
+            .persist(&self.path)
+            .map_err(|err| write_error(err.error, &self.path))?;
+        Ok(())
+    }
+
+    fn discard_stale(self) {
+        if self.path.is_file() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Runs the plan and renders the report in `format` (and, for a report
+/// written to a file, the human summary printed beside it).
+async fn check_and_render(
+    runtime: &Runtime,
+    plan: &Plan,
+    change_path: &Path,
+    args: &CheckArgs,
+    format: report::Format,
+) -> Result<(u8, String, String), CliError> {
     let change = Arc::new(check::read_change(change_path, args.metrics.as_deref())?);
     let options = RunOptions {
         checkpoints: args.checkpoints.clone(),
@@ -218,22 +320,13 @@ async fn check(
         color,
         path_prefix: args.output.path_prefix.clone(),
     };
-    match &output {
-        Some(path) => {
-            std::fs::write(path, report::render(&report, format, &options)).map_err(|err| {
-                CliError::internal(
-                    format!("cannot write the report to {}", path.display()),
-                    err,
-                )
-            })?;
-            print!(
-                "{}",
-                report::render(&report, report::Format::Human, &options)
-            );
-        }
-        None => print!("{}", report::render(&report, format, &options)),
-    }
-    Ok(exit::for_report(&report))
+    let rendered = report::render(&report, format, &options);
+    let human = if args.output.output.is_some() {
+        report::render(&report, report::Format::Human, &options)
+    } else {
+        String::new()
+    };
+    Ok((exit::for_report(&report), rendered, human))
 }
 
 /// The report format and where it goes (`None`: stdout).

@@ -204,12 +204,27 @@ pub enum ChangeError {
     },
     #[error("{}: invalid change bundle: {message}", path.display())]
     Bundle { path: PathBuf, message: String },
-    #[error("{}: invalid metrics file (expected a JSON object of metric name to number)", path.display())]
+    #[error("{}: invalid metrics file (expected a JSON object of metric name to number, each name once)", path.display())]
     Metrics {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    /// cairn does not follow symbolic links in a change: a link could point
+    /// outside it, and a skipped one would hide a document from the
+    /// validators.
+    #[error(
+        "{}: is a symbolic link; a change holds regular files and directories only \
+         (copy the file in, or use a JSON bundle)",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
+    #[error(
+        "{}: is not a regular file or directory (a FIFO, socket or device); a change holds \
+         regular files only",
+        path.display()
+    )]
+    NotAFile { path: PathBuf },
 }
 
 /// Name of the optional metrics file in a change directory: a JSON object
@@ -299,6 +314,7 @@ impl Change {
         }
         let metrics = bundle
             .metrics
+            .0
             .into_iter()
             .map(|(name, value)| Metric { name, value })
             .collect();
@@ -335,6 +351,9 @@ impl Change {
                 .map(|(path, bytes)| Document::new(path, None, Some(bytes))),
         );
         let metrics_path = dir.join(METRICS_FILE);
+        if fs::symlink_metadata(&metrics_path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(ChangeError::Symlink { path: metrics_path });
+        }
         let metrics = if metrics_path.is_file() {
             read_metrics(&metrics_path)?
         } else {
@@ -356,21 +375,56 @@ impl Change {
     }
 }
 
-/// Reads a metrics file: a JSON object of metric name to number.
+/// Reads a metrics file: a JSON object of metric name to number, each name
+/// once (a UTF-8 byte-order mark is allowed).
 fn read_metrics(path: &Path) -> Result<Vec<Metric>, ChangeError> {
     let text = fs::read(path).map_err(|source| ChangeError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let map: BTreeMap<String, f64> =
-        serde_json::from_slice(&text).map_err(|source| ChangeError::Metrics {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+    let map: UniqueMetrics =
+        serde_json::from_slice(text).map_err(|source| ChangeError::Metrics {
             path: path.to_owned(),
             source,
         })?;
     Ok(map
+        .0
         .into_iter()
         .map(|(name, value)| Metric { name, value })
         .collect())
+}
+
+/// Metrics by name, refusing a name given twice: with a plain map the last
+/// value would win silently (a 0.9 error rate followed by 0.002 passes).
+#[derive(Debug, Default)]
+struct UniqueMetrics(BTreeMap<String, f64>);
+
+impl<'de> Deserialize<'de> for UniqueMetrics {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMetrics;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of metric name to number")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMetrics, A::Error> {
+                let mut metrics = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, f64>()? {
+                    if metrics.insert(name.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format!(
+                            "metric `{name}` is given twice"
+                        )));
+                    }
+                }
+                Ok(UniqueMetrics(metrics))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,7 +432,7 @@ fn read_metrics(path: &Path) -> Result<Vec<Metric>, ChangeError> {
 struct Bundle {
     documents: Vec<BundleDocument>,
     #[serde(default)]
-    metrics: BTreeMap<String, f64>,
+    metrics: UniqueMetrics,
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,8 +450,15 @@ struct BundleDocument {
 /// relative to `root`; a missing `root` is an empty tree.
 fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
     let mut files = BTreeMap::new();
-    if !root.is_dir() {
-        return Ok(files);
+    match fs::symlink_metadata(root) {
+        Err(_) => return Ok(files),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(ChangeError::Symlink {
+                path: root.to_owned(),
+            });
+        }
+        Ok(meta) if !meta.is_dir() => return Ok(files),
+        Ok(_) => {}
     }
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -409,9 +470,13 @@ fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
             let entry = entry.map_err(io_err)?;
             let path = entry.path();
             let kind = entry.file_type().map_err(io_err)?;
-            if kind.is_dir() {
+            if kind.is_symlink() {
+                return Err(ChangeError::Symlink { path });
+            } else if kind.is_dir() {
                 pending.push(path);
-            } else if kind.is_file() {
+            } else if !kind.is_file() {
+                return Err(ChangeError::NotAFile { path });
+            } else {
                 let relative = path
                     .strip_prefix(root)
                     .ok()
@@ -436,6 +501,68 @@ fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_given_twice_is_refused_not_last_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("after")).unwrap();
+        std::fs::write(
+            dir.path().join(METRICS_FILE),
+            r#"{"error-rate": 0.9, "error-rate": 0.002}"#,
+        )
+        .unwrap();
+        let err = Change::from_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, ChangeError::Metrics { .. }), "{err}");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(
+            cause.contains("metric `error-rate` is given twice"),
+            "{cause}"
+        );
+        let bundle = dir.path().join("bundle.json");
+        std::fs::write(&bundle, r#"{"documents": [], "metrics": {"a": 1, "a": 2}}"#).unwrap();
+        assert!(Change::load(&bundle).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_in_metrics_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("after")).unwrap();
+        std::fs::write(
+            dir.path().join(METRICS_FILE),
+            b"\xEF\xBB\xBF{\"error-rate\": 0.01}",
+        )
+        .unwrap();
+        let change = Change::from_dir(dir.path()).unwrap();
+        assert_eq!(change.metrics[0].value, 0.01);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_in_a_change_are_refused_not_skipped_or_followed() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), "{}").unwrap();
+        // A symlinked document inside after/: refused, never silently skipped.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("after")).unwrap();
+        std::fs::write(dir.path().join("after/plain.json"), "{}").unwrap();
+        symlink(
+            outside.path().join("secret.json"),
+            dir.path().join("after/risky.json"),
+        )
+        .unwrap();
+        match Change::from_dir(dir.path()).unwrap_err() {
+            ChangeError::Symlink { path } => assert!(path.ends_with("after/risky.json")),
+            other => panic!("{other}"),
+        }
+        // after/ itself a symlink out of the change: refused, not followed.
+        let dir = tempfile::tempdir().unwrap();
+        symlink(outside.path(), dir.path().join("after")).unwrap();
+        match Change::from_dir(dir.path()).unwrap_err() {
+            ChangeError::Symlink { path } => assert!(path.ends_with("after")),
+            other => panic!("{other}"),
+        }
+    }
 
     #[test]
     fn status_follows_before_and_after() {
