@@ -1,14 +1,19 @@
 //! cairn-bench: measures cairn side by side with the physical limit (the
 //! same rule compiled natively), with Extism and with a Rego policy in
-//! regorus, and writes the table into BENCHMARKS.md. `bench/run` is the one
+//! regorus, and its fault proxy against direct, haproxy and noxious, and
+//! writes the table into BENCHMARKS.md. `bench/run` is the one
 //! command; `cairn-bench --help` lists the options.
 
+pub mod hops;
 pub mod machine;
 pub mod peers;
+pub mod proxy;
 pub mod report;
 pub mod sections;
 pub mod stats;
+pub mod tools;
 pub mod workload;
+pub mod wrk;
 
 /// Facts fixed at build time by `build.rs`: the Extism guest's path and
 /// the versions of rustc and of the engines.
@@ -39,7 +44,7 @@ pub enum Part {
     Overshoot,
     /// 5b. cost of epoch checks and of fuel vs no interruption
     Interruption,
-    /// 6. the fault proxy (not built yet)
+    /// 6. the fault proxy vs direct, haproxy and noxious under wrk (needs haproxy, wrk, noxious-proxy)
     Proxy,
 }
 
@@ -95,7 +100,7 @@ pub fn run(mode: Mode, parts: &[Part], mut progress: impl FnMut(Part)) -> anyhow
             Part::Load => sections::load(&bench),
             Part::Overshoot => sections::overshoot(&bench),
             Part::Interruption => sections::interruption_cost(&bench),
-            Part::Proxy => Ok(sections::proxy()),
+            Part::Proxy => proxy::section(&bench),
         }
         .with_context(|| format!("measuring {part:?}"))?;
         report.sections.push(section);

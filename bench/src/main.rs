@@ -9,9 +9,10 @@ use cairn_bench::{Part, report, run};
 use clap::Parser;
 
 /// Measures cairn against the same validator compiled natively, against
-/// Extism and against a Rego policy in regorus, and prints the results as a
-/// Markdown table. Build it with `--release`: `bench/run` does, and installs
-/// the toolchains the Python and JavaScript plugins need first.
+/// Extism and against a Rego policy in regorus, and its fault proxy against
+/// direct, haproxy and noxious, and prints the results as a Markdown table.
+/// Build it with `--release`: `bench/run` does, and installs the toolchains
+/// the Python and JavaScript plugins and the proxy section need first.
 #[derive(Parser)]
 #[command(name = "cairn-bench", version)]
 struct Args {

@@ -1,7 +1,8 @@
 //! The measurements, one function per section of the table: the small
 //! validator six ways, heavy validators vs native, checkpoint throughput,
 //! plugin load per language, deadline overshoot and the cost of deadline
-//! checks. Each returns its section and the targets it judged.
+//! checks (the fault proxy's section is `crate::proxy`). Each returns its
+//! section and the targets it judged.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -758,15 +759,4 @@ pub fn interruption_cost(bench: &Bench) -> anyhow::Result<Outcome> {
         });
     }
     Ok((section, targets))
-}
-
-/// Section 6: the fault proxy's pass-through cost: not measurable yet.
-pub fn proxy() -> Outcome {
-    let section = Section::new(
-        "6. Fault proxy",
-        "Not measured: the fault proxy does not exist yet. Pass-through latency and \
-         throughput vs direct will be added here when it lands.",
-        &[],
-    );
-    (section, Vec::new())
 }

@@ -89,8 +89,8 @@ pub struct AbortResponse {
     pub status: u16,
     #[serde(default)]
     pub headers: Vec<(String, String)>,
-    /// The body, when the plugin gave one. Serialised as UTF-8 text when it
-    /// is valid UTF-8 (see [`body_text`]), so decision logs stay readable.
+    /// The body, when the plugin gave one. Serialised as text when it is
+    /// valid UTF-8, else as `{"base64": ...}`, so decision logs stay readable.
     #[serde(default, with = "body_text", skip_serializing_if = "Option::is_none")]
     pub body: Option<Vec<u8>>,
 }

@@ -1,7 +1,7 @@
 //! Host bindings of the WIT contract, dispatched per contract version: one
 //! frozen module per released version (`v0_1`, ...), the one detector that
 //! reads a plugin's world and version from its exports, a linker per version
-//! and world, and [`Pre`], the enum over versions every call goes through.
+//! and world, and `Pre`, the enum over versions every call goes through.
 //! Each version converts its types into the host's own (`verdict`,
 //! `change`, `inject`), so nothing outside this module names a version.
 //! A version need not define every world: 0.2.0 changed fault injection
