@@ -280,6 +280,8 @@ impl Change {
         let mut documents = Vec::new();
         let mut seen = BTreeSet::new();
         for doc in bundle.documents {
+            check_document_path(&doc.path)
+                .map_err(|why| invalid(format!("document path {:?} {why}", doc.path)))?;
             if !seen.insert(doc.path.clone()) {
                 return Err(invalid(format!("document {:?} appears twice", doc.path)));
             }
@@ -373,6 +375,33 @@ impl Change {
     pub fn paths(&self) -> BTreeSet<&str> {
         self.documents.keys().map(String::as_str).collect()
     }
+}
+
+/// A bundle's document path must be what a change directory would give:
+/// relative, `/`-separated, in normal form (no empty, `.` or `..`
+/// segment, no backslash or control character), so it cannot point outside
+/// the change or name one document twice (`./a.json` beside `a.json`).
+fn check_document_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.starts_with('/') {
+        return Err("is absolute; give it relative to the change");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err("holds a control character");
+    }
+    if path.contains('\\') {
+        return Err("holds a backslash; separate segments with `/`");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err("has an empty segment (`//` or a trailing `/`)"),
+            "." | ".." => return Err("has a `.` or `..` segment; give it in normal form"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Reads a metrics file: a JSON object of metric name to number, each name
@@ -521,6 +550,33 @@ mod tests {
         let bundle = dir.path().join("bundle.json");
         std::fs::write(&bundle, r#"{"documents": [], "metrics": {"a": 1, "a": 2}}"#).unwrap();
         assert!(Change::load(&bundle).is_err());
+    }
+
+    #[test]
+    fn bundle_paths_must_be_relative_and_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.json");
+        for (path, why) in [
+            ("../../etc/x.json", "`..` segment"),
+            ("/abs/x.json", "is absolute"),
+            ("", "is empty"),
+            ("a\0b.json", "control character"),
+            ("./a.json", "`.` or `..` segment"),
+            ("a//b.json", "empty segment"),
+            ("a\\b.json", "backslash"),
+        ] {
+            let text =
+                serde_json::json!({"documents": [{"path": path, "after": "{}"}]}).to_string();
+            std::fs::write(&bundle, text).unwrap();
+            let err = Change::load(&bundle).unwrap_err().to_string();
+            assert!(err.contains(why), "{path:?}: {err}");
+        }
+        let text = serde_json::json!({"documents": [{"path": "dir/a.json", "after": "{}"}]});
+        std::fs::write(&bundle, text.to_string()).unwrap();
+        assert_eq!(
+            Change::load(&bundle).unwrap().paths(),
+            BTreeSet::from(["dir/a.json"])
+        );
     }
 
     #[test]
