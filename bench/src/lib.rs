@@ -77,7 +77,7 @@ pub fn run(mode: Mode, parts: &[Part], mut progress: impl FnMut(Part)) -> anyhow
     let mut preamble = machine::describe();
     preamble.push(
         "Command: `bench/run` (installs the toolchains, then runs \
-         `cargo run --release -p cairn-bench -- --write BENCHMARKS.md`); about 3 minutes \
+         `cargo run --release -p cairn-bench -- --write BENCHMARKS.md`); about 6 minutes \
          after the build. All figures below come from that one run."
             .to_owned(),
     );

@@ -383,6 +383,16 @@ impl Figures<'_> {
     fn added_p50(&self, base: &Figures<'_>) -> f64 {
         self.paired(base, |a, b| micros(a.p50) - micros(b.p50))
     }
+    /// The smallest and largest per-round added p50, µs.
+    fn added_p50_range(&self, base: &Figures<'_>) -> (f64, f64) {
+        self.runs
+            .iter()
+            .zip(base.runs)
+            .map(|(a, b)| micros(a.p50) - micros(b.p50))
+            .fold((f64::NAN, f64::NAN), |(low, high), d| {
+                (low.min(d), high.max(d))
+            })
+    }
     fn added_p99(&self, base: &Figures<'_>) -> f64 {
         self.paired(base, |a, b| micros(a.p99) - micros(b.p99))
     }
@@ -447,6 +457,7 @@ fn tabulate(
             "p50",
             "p99",
             "added p50",
+            "added p50, rounds' range",
             "added p99",
         ],
     );
@@ -474,6 +485,12 @@ fn tabulate(
                     "—".to_owned()
                 } else {
                     signed(own.added_p50(&direct))
+                },
+                if is_direct {
+                    "—".to_owned()
+                } else {
+                    let (low, high) = own.added_p50_range(&direct);
+                    format!("{} … {}", signed(low), signed(high))
                 },
                 if is_direct {
                     "—".to_owned()
@@ -530,7 +547,10 @@ fn tabulate(
         if let (Some(bare1), Some(bare64)) = (at("cairn-no-plugin", 0), at("cairn-no-plugin", 1)) {
             let _ = write!(
                 notes,
-                " The same proxy without a plugin (a closure in the host passes every request;                  not a peer, a split of the cost): {} of direct's requests/s at 64 connections,                  {} added at p50 with 1; the Rust injector's sandboxed decision costs the rest                  ({} at p50 with 1 connection, its requests/s {} of the closure's at 64).",
+                " The same proxy without a plugin (a closure in the host passes every request; \
+                 not a peer, a split of the cost): {} of direct's requests/s at 64 connections, \
+                 {} added at p50 with 1; the Rust injector's sandboxed decision costs the rest \
+                 ({} at p50 with 1 connection; its requests/s are {} of the closure's at 64).",
                 percent(bare64.rps_share(&direct64)),
                 signed(bare1.added_p50(&direct1)),
                 signed(rust1.paired(&bare1, |a, b| micros(a.p50) - micros(b.p50))),
