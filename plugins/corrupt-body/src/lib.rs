@@ -6,8 +6,8 @@
 //! and the config: the same experiment seed replays the same damage.
 
 use cairn_plugin_sdk::{Decision, FaultInjector, PluginInfo, Request};
+use injector_support::{check_paths, check_percent, parse_config, under_prefix};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 pub const CONFIG_SCHEMA: &str = r#"{
   "type": "object",
@@ -102,56 +102,3 @@ impl FaultInjector for CorruptBody {
 }
 
 cairn_plugin_sdk::export_fault_injector!(CorruptBody);
-
-/// Parses the config JSON (empty text counts as `{}`) into `T`: an object
-/// whose keys and value types match, or a refusal naming the key at fault.
-fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, String> {
-    let text = if config.trim().is_empty() {
-        "{}"
-    } else {
-        config
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|err| format!("invalid config: not JSON: {err}"))?;
-    if !value.is_object() {
-        return Err("invalid config: expected a JSON object".to_owned());
-    }
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.inner().to_string();
-        if path == "." || inner.starts_with("unknown field") {
-            format!("invalid config: {inner}")
-        } else {
-            format!("invalid config: `{path}`: {inner}")
-        }
-    })
-}
-
-fn check_percent(key: &str, percent: f64) -> Result<(), String> {
-    if (0.0..=100.0).contains(&percent) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid config: `{key}` must be from 0 to 100, got {percent}"
-        ))
-    }
-}
-
-fn check_paths(key: &str, paths: &[String]) -> Result<(), String> {
-    for (i, path) in paths.iter().enumerate() {
-        if !path.starts_with('/') {
-            return Err(format!(
-                "invalid config: `{key}[{i}]` must start with `/`, got {path:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Whether `path` is under `prefix` by whole segments: `/orders` covers
-/// `/orders` and `/orders/42` but not `/orders-archive`; a prefix ending in
-/// `/` covers everything that starts with it.
-fn under_prefix(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
-}

@@ -6,8 +6,8 @@
 //! slowness.
 
 use cairn_plugin_sdk::{Decision, FaultInjector, PluginInfo, Request};
+use injector_support::{check_percent, parse_config, redraw};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 pub const CONFIG_SCHEMA: &str = r#"{
   "type": "object",
@@ -122,51 +122,3 @@ impl FaultInjector for SlowConnector {
 }
 
 cairn_plugin_sdk::export_fault_injector!(SlowConnector);
-
-/// Parses the config JSON (empty text counts as `{}`) into `T`: an object
-/// whose keys and value types match, or a refusal naming the key at fault.
-fn parse_config<T: DeserializeOwned>(config: &str) -> Result<T, String> {
-    let text = if config.trim().is_empty() {
-        "{}"
-    } else {
-        config
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|err| format!("invalid config: not JSON: {err}"))?;
-    if !value.is_object() {
-        return Err("invalid config: expected a JSON object".to_owned());
-    }
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.inner().to_string();
-        if path == "." || inner.starts_with("unknown field") {
-            format!("invalid config: {inner}")
-        } else {
-            format!("invalid config: `{path}`: {inner}")
-        }
-    })
-}
-
-fn check_percent(key: &str, percent: f64) -> Result<(), String> {
-    if (0.0..=100.0).contains(&percent) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid config: `{key}` must be from 0 to 100, got {percent}"
-        ))
-    }
-}
-
-/// `request` with its random number re-mixed with `salt` (SplitMix64): a
-/// draw independent of the ones on `request` itself, and as deterministic.
-fn redraw(request: &Request, salt: u64) -> Request {
-    let mut z = request
-        .random
-        .wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    Request {
-        random: z ^ (z >> 31),
-        ..request.clone()
-    }
-}
