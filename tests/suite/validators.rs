@@ -1,5 +1,5 @@
-//! The bundled validators (schema, destructive-change, api-contract,
-//! retry-policy, slo-gate): every golden case under `plugins/<name>/cases`
+//! The bundled validators (well-formed, schema, destructive-change,
+//! api-contract, retry-policy, slo-gate): every golden case under `plugins/<name>/cases`
 //! passes through the wasm plugin, every rule has a case that fires it, and
 //! each plugin finishes a ~1 MB document inside the default limits.
 
@@ -28,6 +28,11 @@ const BIG_DOCUMENT_BOUND: Duration = Duration::from_secs(90);
 /// Each plugin with cases: (directory under `plugins/`, wasm guest, the
 /// rules its cases must fire).
 const PLUGINS: &[(&str, &str, &[&str])] = &[
+    (
+        "well-formed",
+        guests::WELL_FORMED,
+        &["well-formed/syntax", "well-formed/encoding"],
+    ),
     (
         "schema",
         guests::SCHEMA,
@@ -173,6 +178,81 @@ fn every_rule_has_a_case_that_fires_it_and_every_plugin_a_passing_case() {
             "{name}: no case where the change is fine"
         );
     }
+}
+
+/// Issue 11 item 7: `well-formed` passed malformed YAML ("0 document(s)
+/// checked"). Each malformed YAML document fails at the line and column
+/// where the parser stopped; an empty stream and a stream of comments are
+/// valid YAML (no document) and pass, but count as checked.
+#[tokio::test]
+async fn well_formed_fails_each_malformed_yaml_document_at_its_line_and_column() {
+    // (path, text, expected 1-based line and column of the finding)
+    let malformed: &[(&str, &str, (u32, u32))] = &[
+        // The key at the wrong indentation: the parser stops at its `:`.
+        ("bad-indent.yaml", "a:\n  b: 1\n c: 2\n", (3, 3)),
+        // The quote that is never closed.
+        ("unclosed-quote.yaml", "a: \"abc\nb: 2\n", (1, 4)),
+        // The end of the text, where `}` was expected.
+        ("unclosed-flow.yml", "a: {x: 1\n", (2, 1)),
+        // The tab itself, not the scalar before it.
+        ("tab-indent.yaml", "a:\n\tb: 1\n", (2, 1)),
+        ("tab-in-list.yaml", "k: v\nl:\n  - a\n\t- b\n", (4, 1)),
+        // The second document of three.
+        ("stream.yaml", "---\na: 1\n---\nb: [1\n---\nc: 3\n", (5, 1)),
+    ];
+    let fine: &[(&str, &str)] = &[
+        ("empty.yaml", ""),
+        ("comments.yml", "# nothing here yet\n# name: erp\n"),
+        ("two-documents.yaml", "---\na: 1\n---\nb: [1, 2]\n...\n"),
+    ];
+    let documents = malformed
+        .iter()
+        .map(|(path, text, _)| (path, text))
+        .chain(fine.iter().map(|(path, text)| (path, text)))
+        .map(|(path, text)| Document::new(*path, None, Some(text.as_bytes().to_vec())));
+    let change = Arc::new(Change::new(documents, Vec::new()));
+    let report = within(BIG_DOCUMENT_BOUND, async {
+        load(guests::WELL_FORMED)
+            .validate(change, &Checkpoint::default(), "{}", &Limits::default())
+            .await
+    })
+    .await;
+    let CallOutcome::Completed(verdict) = &report.outcome else {
+        panic!("well-formed did not complete: {:?}", report.outcome);
+    };
+    assert_eq!(verdict.outcome, Outcome::Fail);
+    assert_eq!(
+        verdict.summary.as_deref(),
+        Some(
+            format!(
+                "{} document(s) checked, {} malformed",
+                malformed.len() + fine.len(),
+                malformed.len()
+            )
+            .as_str()
+        )
+    );
+    for (path, _, (line, column)) in malformed {
+        let finding = verdict
+            .findings
+            .iter()
+            .find(|f| f.location.as_ref().is_some_and(|l| l.document == *path))
+            .unwrap_or_else(|| panic!("no finding for {path}: {:?}", verdict.findings));
+        assert_eq!(finding.rule, "well-formed/syntax", "{path}");
+        let location = finding.location.as_ref().expect("located");
+        assert_eq!(
+            (location.line, location.column),
+            (Some(*line), Some(*column)),
+            "{path}: {}",
+            finding.message
+        );
+    }
+    assert_eq!(
+        verdict.findings.len(),
+        malformed.len(),
+        "{:?}",
+        verdict.findings
+    );
 }
 
 /// A document of about this many bytes for the limits test: the issue's
