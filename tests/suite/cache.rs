@@ -1,7 +1,10 @@
 //! The compile cache: a second load is served from disk without compiling,
-//! keys include the engine settings, and a corrupt entry is recompiled.
+//! keys include the engine settings, and nothing read from it is trusted: a
+//! corrupted artifact, another plugin's artifact copied in its place, or a
+//! directory others can write to never runs as the pinned plugin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use cairn_host::{CacheStatus, Runtime, RuntimeConfig};
 
@@ -61,7 +64,10 @@ fn cache_key_includes_engine_settings() {
         CacheStatus::Compiled
     );
     let entries = std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(entries, 2, "one artifact per engine configuration");
+    assert_eq!(
+        entries, 4,
+        "one artifact and its seal per engine configuration"
+    );
 }
 
 #[test]
@@ -84,4 +90,167 @@ fn corrupt_cache_entry_is_recompiled_not_fatal() {
         third.load_file(plugin, None).unwrap().cache_status(),
         CacheStatus::Disk
     );
+}
+
+/// `cairn validate PLUGIN --change examples/changes/remove-connector` with
+/// its own compile cache directory.
+fn validate_with_cache(cache: &Path, plugin: &str) -> Output {
+    let change = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/changes/remove-connector");
+    let mut command = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"));
+    command
+        .env("CAIRN_CACHE_DIR", cache)
+        .args(["validate", plugin, "--change"])
+        .arg(change);
+    cairn_tests::run_bounded(&mut command, cairn_tests::SUBPROCESS_BOUND)
+}
+
+/// The artifact and seal paths of `plugin` in `cache`, after one load.
+fn entry_of(cache: &Path, plugin: &str) -> (PathBuf, PathBuf) {
+    let runtime = runtime_with_cache(cache, false);
+    let digest = runtime.load_file(Path::new(plugin), None).unwrap().digest();
+    let cache = runtime.compile_cache().unwrap();
+    (cache.artifact_path(&digest), cache.seal_path(&digest))
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// no-deletes fails remove-connector (exit 1); well-formed passes it (0):
+/// an impostor's verdict would show in the exit code.
+const NO_DELETES_EXIT: i32 = 1;
+
+#[test]
+fn a_corrupted_artifact_is_discarded_and_recompiled_never_run() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let (artifact, seal) = entry_of(cache.path(), guests::NO_DELETES);
+    let pristine = std::fs::read(&artifact).unwrap();
+    let seed: u64 = std::env::var("CAIRN_CACHE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cace);
+    // Seeded positions spread over the file: header, code, metadata.
+    let mut state = seed;
+    let mut positions: Vec<usize> = (0..6)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % pristine.len()
+        })
+        .collect();
+    positions.push(pristine.len() / 2);
+    for position in positions {
+        let mut corrupted = pristine.clone();
+        corrupted[position] ^= 0x5a;
+        std::fs::write(&artifact, &corrupted).unwrap();
+        let output = validate_with_cache(cache.path(), guests::NO_DELETES);
+        assert_eq!(
+            output.status.code(),
+            Some(NO_DELETES_EXIT),
+            "byte {position} flipped (seed {seed}, set CAIRN_CACHE_SEED to repeat): {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("discarding compile cache entry"),
+            "the discarded entry is logged: {}",
+            describe(&output)
+        );
+        assert!(seal.is_file(), "a good entry was written back");
+        assert_ne!(
+            std::fs::read(&artifact).unwrap(),
+            corrupted,
+            "the corrupted artifact was replaced"
+        );
+    }
+}
+
+#[test]
+fn another_plugins_artifact_copied_over_the_pinned_one_never_runs() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let (victim, victim_seal) = entry_of(cache.path(), guests::NO_DELETES);
+    let (impostor, impostor_seal) = entry_of(cache.path(), guests::WELL_FORMED);
+    let well_formed = validate_with_cache(cache.path(), guests::WELL_FORMED);
+    assert_eq!(
+        well_formed.status.code(),
+        Some(0),
+        "{}",
+        describe(&well_formed)
+    );
+
+    // The artifact alone (its seal then disagrees), then artifact and seal
+    // together (the seal is for another plugin).
+    for with_seal in [false, true] {
+        std::fs::copy(&impostor, &victim).unwrap();
+        if with_seal {
+            std::fs::copy(&impostor_seal, &victim_seal).unwrap();
+        }
+        let output = validate_with_cache(cache.path(), guests::NO_DELETES);
+        assert_eq!(
+            output.status.code(),
+            Some(NO_DELETES_EXIT),
+            "swap with seal = {with_seal}: the pinned plugin's own verdict: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("discarding compile cache entry"),
+            "{}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("temp dir");
+    let cache = parent.path().join("shared-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let output = validate_with_cache(&cache, guests::NO_DELETES);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(70), "{}", describe(&output));
+    assert!(
+        stderr.contains("others can write to it (mode 1777)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    assert!(stderr.contains("--no-cache"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // The hint works: --no-cache runs the plugin without the directory.
+    let mut command = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"));
+    command
+        .env("CAIRN_CACHE_DIR", &cache)
+        .args(["validate", guests::NO_DELETES, "--no-cache", "--change"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/changes/remove-connector"));
+    let output = cairn_tests::run_bounded(&mut command, cairn_tests::SUBPROCESS_BOUND);
+    assert_eq!(
+        output.status.code(),
+        Some(NO_DELETES_EXIT),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn a_component_refused_at_detection_is_not_cached() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let runtime = runtime_with_cache(cache.path(), false);
+    // A wasi:cli command: compiles, but is no cairn plugin.
+    assert!(
+        runtime
+            .load_file(Path::new(guests::CLI_COMMAND), None)
+            .is_err()
+    );
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
 }

@@ -89,7 +89,12 @@ pub fn plugin_pins(runtime: &Runtime, plan: &Plan) -> Result<Vec<PluginPin>, Che
 /// is not current, keeping the rest of the file (comments, order) as it is.
 /// Returns how many pins were written.
 pub fn write_pins(plan_file: &Path, pins: &[PluginPin]) -> Result<usize, LockError> {
-    let text = std::fs::read_to_string(plan_file).map_err(|source| LockError::Read {
+    let text = crate::runtime::input::read_limited_text(
+        plan_file,
+        "plan",
+        crate::runtime::input::MAX_PLAN_BYTES,
+    )
+    .map_err(|source| LockError::Read {
         path: plan_file.to_owned(),
         source,
     })?;

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use crate::check::gate::OnError;
 use crate::runtime::digest::Sha256Digest;
+use crate::runtime::input::{MAX_PLAN_BYTES, read_limited};
 use crate::runtime::limits::{LimitOutOfRange, LimitSettings, Limits};
 
 /// What an `inconclusive` verdict does to a checkpoint's gate.
@@ -435,10 +436,11 @@ struct ValidatorFile {
 impl Plan {
     /// Reads and checks the plan at `path`.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let bytes = std::fs::read(path).map_err(|source| PlanError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            read_limited(path, "plan", MAX_PLAN_BYTES).map_err(|source| PlanError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {

@@ -202,7 +202,12 @@ pub fn read_decision_log(path: impl AsRef<Path>) -> Result<DecisionLog, ProxyErr
         line,
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|err| unreadable(0, err.to_string()))?;
+    let text = crate::runtime::input::read_limited_text(
+        path,
+        "decision log",
+        crate::runtime::input::MAX_DECISION_LOG_BYTES,
+    )
+    .map_err(|err| unreadable(0, err.to_string()))?;
     let mut lines = text
         .lines()
         .enumerate()

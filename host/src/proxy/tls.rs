@@ -35,7 +35,12 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Pro
 
 /// Every certificate of a PEM file; at least one.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError> {
-    let bytes = std::fs::read(path).map_err(|err| ProxyError::CaFile {
+    let bytes = crate::runtime::input::read_limited(
+        path,
+        "CA file",
+        crate::runtime::input::MAX_CA_FILE_BYTES,
+    )
+    .map_err(|err| ProxyError::CaFile {
         path: path.to_owned(),
         reason: format!("cannot be read: {err}"),
     })?;

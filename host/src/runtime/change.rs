@@ -7,6 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+
+use crate::runtime::input::{
+    MAX_BUNDLE_BYTES, MAX_CHANGE_BYTES, MAX_DOCUMENT_BYTES, MAX_METRICS_BYTES, read_limited,
+    too_large,
+};
 use serde::{Deserialize, Serialize};
 
 /// How a document differs between before and after.
@@ -264,9 +269,11 @@ impl Change {
     /// missing side means added or deleted. `media-type` overrides the one
     /// guessed from the extension.
     pub fn from_bundle(path: &Path) -> Result<Change, ChangeError> {
-        let text = fs::read(path).map_err(|source| ChangeError::Io {
-            path: path.to_owned(),
-            source,
+        let text = read_limited(path, "change bundle", MAX_BUNDLE_BYTES).map_err(|source| {
+            ChangeError::Io {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         let bundle: Bundle =
             serde_json::from_slice(&text).map_err(|source| ChangeError::BundleJson {
@@ -279,6 +286,7 @@ impl Change {
         };
         let mut documents = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut total = 0u64;
         for doc in bundle.documents {
             check_document_path(&doc.path)
                 .map_err(|why| invalid(format!("document path {:?} {why}", doc.path)))?;
@@ -301,6 +309,23 @@ impl Change {
             };
             let before = side(doc.before, doc.before_base64, "before")?;
             let after = side(doc.after, doc.after_base64, "after")?;
+            for bytes in before.iter().chain(&after) {
+                let size = bytes.len() as u64;
+                if size > MAX_DOCUMENT_BYTES {
+                    return Err(invalid(format!(
+                        "document {:?} {}",
+                        doc.path,
+                        too_large("document", Some(size), MAX_DOCUMENT_BYTES)
+                    )));
+                }
+                total += size;
+            }
+            if total > MAX_CHANGE_BYTES {
+                return Err(invalid(format!(
+                    "its documents {}",
+                    too_large("change", Some(total), MAX_CHANGE_BYTES)
+                )));
+            }
             if before.is_none() && after.is_none() {
                 return Err(invalid(format!(
                     "document {:?} has neither before nor after",
@@ -338,8 +363,18 @@ impl Change {
         if !before_dir.is_dir() && !after_dir.is_dir() {
             return Err(ChangeError::Empty { path: dir.into() });
         }
-        let before = read_tree(&before_dir)?;
-        let mut after = read_tree(&after_dir)?;
+        // Sizes are checked before any document is read.
+        let before = list_tree(&before_dir)?;
+        let after = list_tree(&after_dir)?;
+        let total: u64 = before.iter().chain(&after).map(|file| file.size).sum();
+        if total > MAX_CHANGE_BYTES {
+            return Err(ChangeError::Io {
+                path: dir.to_owned(),
+                source: too_large("change", Some(total), MAX_CHANGE_BYTES),
+            });
+        }
+        let before = read_listed(before)?;
+        let mut after = read_listed(after)?;
         let mut documents: Vec<Document> = before
             .into_iter()
             .map(|(path, bytes)| {
@@ -356,10 +391,10 @@ impl Change {
         if fs::symlink_metadata(&metrics_path).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(ChangeError::Symlink { path: metrics_path });
         }
-        let metrics = if metrics_path.is_file() {
-            read_metrics(&metrics_path)?
-        } else {
-            Vec::new()
+        let metrics = match fs::metadata(&metrics_path) {
+            Err(_) => Vec::new(),
+            Ok(meta) if meta.is_file() => read_metrics(&metrics_path)?,
+            Ok(_) => return Err(ChangeError::NotAFile { path: metrics_path }),
         };
         Ok(Change::new(documents, metrics))
     }
@@ -407,9 +442,11 @@ fn check_document_path(path: &str) -> Result<(), &'static str> {
 /// Reads a metrics file: a JSON object of metric name to number, each name
 /// once (a UTF-8 byte-order mark is allowed).
 fn read_metrics(path: &Path) -> Result<Vec<Metric>, ChangeError> {
-    let text = fs::read(path).map_err(|source| ChangeError::Io {
-        path: path.to_owned(),
-        source,
+    let text = read_limited(path, "metrics file", MAX_METRICS_BYTES).map_err(|source| {
+        ChangeError::Io {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
     let map: UniqueMetrics =
@@ -475,10 +512,19 @@ struct BundleDocument {
     after_base64: Option<String>,
 }
 
-/// Reads every regular file under `root` keyed by its `/`-separated path
-/// relative to `root`; a missing `root` is an empty tree.
-fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
-    let mut files = BTreeMap::new();
+/// A regular file found under a change tree, not read yet.
+struct ListedFile {
+    /// `/`-separated path relative to the tree's root.
+    relative: String,
+    path: PathBuf,
+    size: u64,
+}
+
+/// Lists every regular file under `root` with its size, refusing symlinks,
+/// special files and documents over [`MAX_DOCUMENT_BYTES`] before anything
+/// is read; a missing `root` is an empty tree.
+fn list_tree(root: &Path) -> Result<Vec<ListedFile>, ChangeError> {
+    let mut files = Vec::new();
     match fs::symlink_metadata(root) {
         Err(_) => return Ok(files),
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -516,15 +562,40 @@ fn read_tree(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
                     })
                     .map(|parts| parts.join("/"))
                     .ok_or_else(|| ChangeError::NonUtf8Path { path: path.clone() })?;
-                let bytes = fs::read(&path).map_err(|source| ChangeError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                files.insert(relative, bytes);
+                let size = entry.metadata().map_err(io_err)?.len();
+                if size > MAX_DOCUMENT_BYTES {
+                    return Err(ChangeError::Io {
+                        path,
+                        source: too_large("document", Some(size), MAX_DOCUMENT_BYTES),
+                    });
+                }
+                files.push(ListedFile {
+                    relative,
+                    path,
+                    size,
+                });
             }
         }
     }
     Ok(files)
+}
+
+/// Reads listed files, keyed by relative path; a file that changed kind or
+/// grew past the limit since it was listed is refused, not waited on.
+fn read_listed(files: Vec<ListedFile>) -> Result<BTreeMap<String, Vec<u8>>, ChangeError> {
+    files
+        .into_iter()
+        .map(|file| {
+            let bytes =
+                read_limited(&file.path, "document", MAX_DOCUMENT_BYTES).map_err(|source| {
+                    ChangeError::Io {
+                        path: file.path.clone(),
+                        source,
+                    }
+                })?;
+            Ok((file.relative, bytes))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod change;
 pub mod digest;
 pub mod failure;
 pub mod inject;
+pub mod input;
 pub mod limits;
 pub mod plugin;
 pub mod preinit;
@@ -151,11 +152,11 @@ pub enum RuntimeError {
     Engine(#[source] Cause),
     #[error("cannot start the epoch ticker thread")]
     Ticker(#[source] std::io::Error),
-    #[error("cannot open compile cache {}", path.display())]
+    #[error("cannot use compile cache {}", path.display())]
     Cache {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: cache::CacheDirError,
     },
 }
 
@@ -206,10 +207,13 @@ impl PluginBytes {
 
     /// Reads a component file; the plugin is named after the file stem.
     pub fn read(path: &Path) -> Result<Self, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            input::read_limited(path, "plugin", input::MAX_PLUGIN_BYTES).map_err(|source| {
+                LoadError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let name = path
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
