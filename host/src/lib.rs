@@ -33,6 +33,7 @@
 pub mod authoring;
 pub mod check;
 pub mod cli;
+pub mod escape;
 pub mod proxy;
 pub mod runtime;
 

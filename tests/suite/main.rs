@@ -24,6 +24,7 @@ mod checkpoint;
 mod admission;
 // The `cairn` command line: reports and exit codes.
 mod cli;
+mod escaping;
 // `cairn check` with plans: gates, every report format, lock, the example plan.
 mod plans;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.

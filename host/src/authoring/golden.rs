@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::escape::single_line;
 use crate::runtime::bindings::World;
 use crate::runtime::call::CallOutcome;
 use crate::runtime::change::{Change, ChangeError, Checkpoint};
@@ -311,15 +312,19 @@ impl CaseResult {
 
 impl fmt::Display for CaseResult {
     /// `ok <name>`, or `FAIL <name>` followed by the mismatches, one per
-    /// line (a mismatch may take several), indented.
+    /// line (a mismatch may take several), indented. Names, findings and
+    /// refusals come from case directories and plugins: their control
+    /// characters are escaped, and a line break in them starts another
+    /// indented line, never one at column 0 (see [`crate::escape`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = single_line(&self.name);
         if self.passed() {
-            return write!(f, "ok   {}", self.name);
+            return write!(f, "ok   {name}");
         }
-        write!(f, "FAIL {}", self.name)?;
+        write!(f, "FAIL {name}")?;
         for mismatch in &self.mismatches {
             for line in mismatch.to_string().lines() {
-                write!(f, "\n     {line}")?;
+                write!(f, "\n     {}", single_line(line))?;
             }
         }
         Ok(())
@@ -672,5 +677,35 @@ mod tests {
         assert_eq!(case.config, r#"{"allow":["*"]}"#);
         assert_eq!(case.expected.findings[0].line, Some(2));
         assert!(case.change.document("a.json").is_some());
+    }
+
+    #[test]
+    fn hostile_case_names_and_plugin_text_are_escaped_and_indented() {
+        let result = CaseResult {
+            name: "case\u{1b}[2J\nok   forged".into(),
+            mismatches: vec![
+                Mismatch::Refused {
+                    reason: "no\u{7}\rback\nok   all\u{0}".into(),
+                },
+                Mismatch::Unexpected(describe(&actual(
+                    "r/\u{c}",
+                    Severity::Error,
+                    "doc\u{9b}.json",
+                    None,
+                ))),
+            ],
+        };
+        let text = result.to_string();
+        assert!(
+            text.chars()
+                .all(|c| c == '\n' || !crate::escape::is_unsafe(c)),
+            "{text:?}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "FAIL case\\u{1b}[2J\\nok   forged", "{text}");
+        assert!(lines[1..].iter().all(|l| l.starts_with("     ")), "{text}");
+        assert!(text.contains("no\\u{7}\\rback"), "{text}");
+        assert!(text.contains("r/\\u{c}"), "{text}");
+        assert!(text.contains("doc\\u{9b}.json"), "{text}");
     }
 }

@@ -85,9 +85,14 @@ pub async fn judge_checkpoint(
             let at = checkpoint.clone();
             let config = validator.config.clone();
             let limits = declared.limits;
-            let span = tracing::info_span!("validator", plugin = %validator.name, checkpoint = %entry.name);
+            let span = tracing::info_span!(
+                "validator",
+                plugin = %crate::escape::single_line(&validator.name),
+                checkpoint = %crate::escape::single_line(&entry.name)
+            );
             tokio::spawn(
-                async move { plugin.validate(change, &at, &config, &limits).await }.instrument(span),
+                async move { plugin.validate(change, &at, &config, &limits).await }
+                    .instrument(span),
             )
         });
         tasks.push((validator, declared, task));

@@ -7,6 +7,7 @@ use crate::authoring::scaffold::ScaffoldError;
 use crate::check::lock::LockError;
 use crate::check::report::CheckReport;
 use crate::check::{CheckError, ExperimentError};
+use crate::escape::indented;
 use crate::runtime::RuntimeError;
 use crate::runtime::verdict::Outcome;
 
@@ -125,14 +126,15 @@ impl CliError {
     }
 
     /// Prints `error: ...` and one `caused by: ...` line per cause, each
-    /// escaped for the terminal.
+    /// escaped for the terminal (a message may quote a plan, a file name or
+    /// a plugin), its continuation lines indented under it.
     pub fn print(&self) -> ExitCode {
-        eprintln!("error: {}", escape_for_terminal(&self.to_string()));
+        eprintln!("error: {}", indented(&self.to_string(), "  "));
         // `transparent` variants forward both their text and their source
         // to the wrapped error, so the chain starts at its first cause.
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
-            eprintln!("  caused by: {}", escape_for_terminal(&cause.to_string()));
+            eprintln!("  caused by: {}", indented(&cause.to_string(), "    "));
             source = cause.source();
         }
         ExitCode::from(self.code())
@@ -163,21 +165,5 @@ pub fn for_report(report: &CheckReport) -> u8 {
         Some(Outcome::Fail) => FAIL,
         Some(Outcome::Warn) => WARN,
         Some(Outcome::Inconclusive) => INCONCLUSIVE,
-    }
-}
-
-/// Text for the terminal: control characters escaped.
-pub fn escape_for_terminal(text: &str) -> String {
-    crate::check::report::terminal_safe(text).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_escapes_from_plugins_are_neutralised() {
-        assert_eq!(escape_for_terminal("a\u{1b}[31mb"), "a\\u{1b}[31mb");
-        assert_eq!(escape_for_terminal("line\nnext"), "line\nnext");
     }
 }

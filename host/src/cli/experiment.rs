@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::check::report::experiment_summary;
 use crate::cli::args::LimitArgs;
 use crate::cli::exit::{self, CliError};
+use crate::escape::{single_line, terminal_safe};
 use crate::proxy::{
     Envelope, Experiment, ExperimentConfig, FaultDecider, Guardrails, PluginDecider, RouteMatch,
     StopReason, Upstream,
@@ -387,8 +388,8 @@ pub(crate) async fn proxy(
     eprintln!(
         "cairn proxy: http://{} → {} (injector {} {}, seed {seed}){}",
         running.local_addr(),
-        exit::escape_for_terminal(&args.upstream),
-        exit::escape_for_terminal(plugin.name()),
+        single_line(&args.upstream),
+        single_line(plugin.name()),
         plugin.digest().to_hex().get(..12).unwrap_or_default(),
         running
             .admin_addr()
@@ -463,7 +464,7 @@ fn replay_summary(report: &crate::proxy::ReplayReport) -> String {
             out,
             "  #{} {}\n    logged:   {}\n    replayed: {}",
             difference.sequence,
-            difference.route,
+            single_line(&difference.route),
             show(&difference.logged),
             show(&difference.replayed)
         );
@@ -553,10 +554,10 @@ async fn replay(runtime: &Runtime, args: &ReplayArgs) -> Result<u8, CliError> {
             if recorded.trim_start_matches("sha256:") != now {
                 println!(
                     "note: the injector differs from the recorded one (recorded sha256 {}, now {now})",
-                    exit::escape_for_terminal(recorded),
+                    single_line(recorded),
                 );
             }
-            print!("{}", exit::escape_for_terminal(&replay_summary(&report)));
+            print!("{}", terminal_safe(&replay_summary(&report)));
         }
         SummaryFormat::Json => println!(
             "{}",

@@ -166,7 +166,7 @@ impl LoadProgress for Spinner {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!(
             "compiling plugin {} ({:.1} MB, first use; cached afterwards)",
-            exit::escape_for_terminal(plugin),
+            crate::escape::single_line(plugin),
             bytes as f64 / 1e6
         ));
         bar.enable_steady_tick(Duration::from_millis(100));
@@ -492,7 +492,7 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
     let (file, cached, plugin) = load_one(runtime, path)?;
     let report = plugin.info(&Limits::default()).await;
     let footprint = plugin.footprint();
-    let safe = |text: &str| exit::escape_for_terminal(text);
+    let safe = crate::escape::terminal_safe;
     println!("file:        {}", file.display());
     println!(
         "world:       {} (cairn:plugin@{})",

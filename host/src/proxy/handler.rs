@@ -130,7 +130,7 @@ pub(crate) async fn handle(
                     tracing::debug!(
                         sequence,
                         kind,
-                        message,
+                        error = %crate::escape::single_line(&message),
                         "fault injector failed; forwarding untouched"
                     );
                     shared.plugin_failed(&kind);

@@ -332,9 +332,9 @@ impl Experiment {
             })
         };
         tracing::info!(
-            experiment = %shared.config.name,
+            experiment = %crate::escape::single_line(&shared.config.name),
             listen = %local_addr,
-            upstream = %shared.config.upstream,
+            upstream = %crate::escape::single_line(&shared.config.upstream.to_string()),
             "fault experiment started"
         );
         Ok(RunningExperiment {
@@ -433,7 +433,7 @@ impl RunningExperiment {
             abandoned_in_drain: abandoned,
         };
         tracing::info!(
-            experiment = %report.name,
+            experiment = %crate::escape::single_line(&report.name),
             reason = %report.stop_reason,
             requests = report.stats.requests,
             faulted = report.stats.faulted,

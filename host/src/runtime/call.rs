@@ -108,11 +108,13 @@ impl CallState {
     }
 
     /// A `logging.log` call: kept within the output budget and forwarded to
-    /// `tracing` tagged with the plugin's name.
+    /// `tracing` tagged with the plugin's name, as one line with its control
+    /// characters escaped (a plugin cannot forge log lines or reach the
+    /// terminal through its log).
     pub(crate) fn log(&mut self, level: LogLevel, message: &str) {
         if let Some(record) = self.output.log(level, message) {
             let plugin = &*self.plugin;
-            let message = record.message.as_str();
+            let message = crate::escape::single_line(&record.message);
             match level {
                 LogLevel::Trace => tracing::trace!(target: "cairn::plugin", plugin, "{message}"),
                 LogLevel::Debug => tracing::debug!(target: "cairn::plugin", plugin, "{message}"),
@@ -323,13 +325,16 @@ fn with_guest_stderr(message: String, output: &CapturedOutput) -> String {
     format!("{message}; guest stderr: {}", tail.join(" | "))
 }
 
-/// Sends the guest's stdout/stderr to `tracing`, tagged with the plugin.
+/// Sends the guest's stdout/stderr to `tracing`, tagged with the plugin,
+/// one event per line, control characters escaped.
 fn forward_output<T>(report: &CallReport<T>) {
     let plugin = report.plugin.as_str();
     for line in report.output.stdout.lines() {
+        let line = crate::escape::single_line(line);
         tracing::info!(target: "cairn::plugin", plugin, stream = "stdout", "{line}");
     }
     for line in report.output.stderr.lines() {
+        let line = crate::escape::single_line(line);
         tracing::warn!(target: "cairn::plugin", plugin, stream = "stderr", "{line}");
     }
     if report.output.dropped_bytes > 0 {

@@ -1,13 +1,15 @@
 //! Experiments in reports: the human summary of one experiment (shared by
 //! `cairn check` and `cairn proxy`) and its JSON form in the check report.
+//! Every field from a plan, a plugin or a decision log is shown on one line,
+//! escaped (see [`crate::escape`]).
 
 use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use super::terminal_safe as safe;
 use crate::check::experiment::{ExperimentResult, workload_metrics};
 use crate::check::gate::Counted;
+use crate::escape::single_line as safe;
 use crate::proxy::{ExperimentReport, StopReason};
 
 /// A few lines about one experiment: what ran, why it ended, what clients
@@ -21,7 +23,7 @@ pub fn experiment_summary(report: &ExperimentReport) -> String {
         .as_deref()
         .map(|d| d.trim_start_matches("sha256:"))
         .and_then(|d| d.get(..12))
-        .unwrap_or("");
+        .map_or(std::borrow::Cow::Borrowed(""), safe);
     let _ = writeln!(
         out,
         "experiment {} (injector {} {digest}, seed {}, upstream {}): {:.1} s, ended: {}",
@@ -36,13 +38,13 @@ pub fn experiment_summary(report: &ExperimentReport) -> String {
         .faults
         .iter()
         .filter(|(_, count)| **count > 0)
-        .map(|(kind, count)| format!("{kind} {count}"))
+        .map(|(kind, count)| format!("{} {count}", safe(kind)))
         .collect();
     let skipped: Vec<String> = stats
         .skipped
         .iter()
         .filter(|(_, count)| **count > 0)
-        .map(|(reason, count)| format!("{reason} {count}"))
+        .map(|(reason, count)| format!("{} {count}", safe(reason)))
         .collect();
     let _ = writeln!(
         out,
@@ -65,7 +67,7 @@ pub fn experiment_summary(report: &ExperimentReport) -> String {
     let statuses: Vec<String> = stats
         .statuses
         .iter()
-        .map(|(status, count)| format!("{status} ×{count}"))
+        .map(|(status, count)| format!("{} ×{count}", safe(status)))
         .collect();
     let ms = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
     let _ = writeln!(

@@ -1,9 +1,15 @@
 //! `--format github`: GitHub Actions workflow commands, one annotation per
 //! finding (and per validator that did not complete), plus a summary notice.
+//!
+//! A workflow command is one line: `%`, `\r` and `\n` are percent-encoded
+//! in messages, and `:` and `,` too in properties. The Actions log renders
+//! ANSI escapes, so every other control character a plugin, a document or a
+//! plan controls is shown as a visible escape first (see [`crate::escape`]).
 
 use std::fmt::Write;
 
 use super::{CheckReport, RenderOptions, findings, problem};
+use crate::escape::{single_line, terminal_safe};
 use crate::runtime::verdict::Severity;
 
 pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
@@ -69,16 +75,19 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
     out
 }
 
-/// Escapes a workflow-command message.
+/// Escapes a workflow-command message (line breaks kept, encoded).
 fn data(text: &str) -> String {
-    text.replace('%', "%25")
+    terminal_safe(text)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-/// Escapes a workflow-command property value.
+/// Escapes a workflow-command property value (one line).
 fn property(text: &str) -> String {
-    data(text).replace(':', "%3A").replace(',', "%2C")
+    data(&single_line(text))
+        .replace(':', "%3A")
+        .replace(',', "%2C")
 }
 
 #[cfg(test)]
@@ -89,5 +98,25 @@ mod tests {
     fn messages_and_properties_are_escaped() {
         assert_eq!(data("50%\nnext"), "50%25%0Anext");
         assert_eq!(property("a:b,c"), "a%3Ab%2Cc");
+    }
+
+    #[test]
+    fn hostile_text_cannot_end_a_command_or_reach_the_log_raw() {
+        let out = render(
+            &crate::check::report::hostile::report(),
+            &RenderOptions::default(),
+        );
+        for line in out.lines() {
+            assert!(
+                line.starts_with("::"),
+                "a line that is no command: {line:?}"
+            );
+            assert!(
+                line.chars().all(|c| !crate::escape::is_unsafe(c)),
+                "{line:?}"
+            );
+        }
+        assert!(out.contains("message\\u{1b}[2J"), "{out}");
+        assert!(!out.contains("::result"), "{out}");
     }
 }

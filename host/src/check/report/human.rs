@@ -1,13 +1,28 @@
 //! The report for people: per checkpoint, one line per validator (outcome,
 //! time, failure kind), then the findings grouped by document.
+//!
+//! Everything a plugin, a document or a plan controls is escaped (see
+//! [`crate::escape`]). Names, paths, pointers, rule ids, summaries and
+//! failure messages are one line each: a line break in them shows as `\n`.
+//! Finding messages and hints may span lines, but every continuation line
+//! is indented under the message: the report's own lines (`checkpoint`,
+//! `not run`, `result:`) start at column 0, and plugin text never does, so
+//! a finding cannot forge a `result: PASS`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{CheckReport, RenderOptions, findings, problem, terminal_safe as safe};
+use super::{CheckReport, RenderOptions, findings, problem};
+use crate::escape::{indented, single_line as safe};
 use crate::runtime::verdict::{Finding, Location, Outcome, Severity};
+
+/// Where a finding's message starts (after `    error   `), and where its
+/// continuation lines go.
+const MESSAGE_INDENT: &str = "            ";
+/// Where a hint's text starts (after `hint: `).
+const HINT_INDENT: &str = "                  ";
 
 pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
     let paint = |style: Style, text: &str| {
@@ -30,8 +45,8 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
         let _ = writeln!(
             out,
             "checkpoint {} ({}, {}% rollout)",
-            paint(Style::new().bold(), &at.name),
-            at.environment,
+            paint(Style::new().bold(), &safe(&at.name)),
+            safe(&at.environment),
             at.rollout_percent
         );
         for (experiment, counted) in &checkpoint.experiments {
@@ -40,7 +55,7 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
         let width = checkpoint
             .validators
             .iter()
-            .map(|v| v.name.len())
+            .map(|v| safe(&v.name).chars().count())
             .max()
             .unwrap_or(0);
         for validator in &checkpoint.validators {
@@ -58,7 +73,7 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
                 out,
                 "  {}  {:<width$}  {}  {}{}",
                 paint(outcome_style(counted.counts_as), &format!("{label:<12}")),
-                validator.name,
+                safe(&validator.name),
                 paint(dim, &format!("{ms:>8.1} ms")),
                 detail,
                 if validator.advisory {
@@ -98,11 +113,16 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
                     out,
                     "    {severity} {}{}  {}",
                     paint(dim, &safe(&position)),
-                    safe(&finding.message),
+                    indented(&finding.message, MESSAGE_INDENT),
                     paint(dim, &safe(&format!("[{} {}]", validator, finding.rule))),
                 );
                 if let Some(hint) = &finding.hint {
-                    let _ = writeln!(out, "            {} {}", paint(dim, "hint:"), safe(hint));
+                    let _ = writeln!(
+                        out,
+                        "{MESSAGE_INDENT}{} {}",
+                        paint(dim, "hint:"),
+                        indented(hint, HINT_INDENT)
+                    );
                 }
             }
         }
@@ -135,7 +155,12 @@ pub(super) fn render(report: &CheckReport, options: &RenderOptions) -> String {
         let _ = writeln!(
             out,
             "not run (the rollout stopped earlier): {}",
-            report.skipped.join(", ")
+            report
+                .skipped
+                .iter()
+                .map(|name| safe(name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let result = report.outcome().to_string().to_uppercase();
@@ -180,5 +205,59 @@ pub(crate) fn position(location: &Location) -> String {
         String::new()
     } else {
         format!("{}  ", parts.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::report::hostile;
+
+    #[test]
+    fn hostile_text_reaches_the_terminal_escaped_and_cannot_forge_a_result_line() {
+        let text = render(&hostile::report(), &RenderOptions::default());
+        assert!(
+            text.chars()
+                .all(|c| c == '\n' || !crate::escape::is_unsafe(c)),
+            "{text:?}"
+        );
+        let results: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("result:"))
+            .collect();
+        assert_eq!(results, ["result: FAIL"], "{text}");
+        // Every line is the report's own or indented under it.
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        {
+            assert!(
+                ["checkpoint ", "not run ", "result: "]
+                    .iter()
+                    .any(|own| line.starts_with(own)),
+                "a line at column 0 that cairn did not write: {line:?}\n{text}"
+            );
+        }
+        // The text is still there to read, escaped.
+        assert!(
+            text.contains("message\\u{1b}[2J\\u{7}\\u{0}\\u{c}\\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("doc\\u{1b}[2J\\u{7}\\u{0}\\u{c}\\r\\nresult: PASS\\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn validator_names_align_on_their_escaped_width() {
+        let text = render(&hostile::report(), &RenderOptions::default());
+        let columns: Vec<usize> = text
+            .lines()
+            .filter(|line| line.contains(" ms  "))
+            .map(|line| line.find(" ms  ").unwrap_or(0))
+            .collect();
+        assert_eq!(columns.len(), 3, "{text}");
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 }

@@ -60,27 +60,6 @@ impl CheckReport {
     }
 }
 
-/// Text from plugins, plans and documents with control characters (an ANSI
-/// escape smuggled into a finding or a file name) shown as `\u{..}` instead
-/// of reaching a terminal; line breaks and tabs are kept.
-pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if unsafe_char(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
-
 /// A report format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -152,4 +131,103 @@ fn status(validator: &ValidatorResult) -> &'static str {
 
 fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// A report in which every field a plugin, a document or a plan controls
+/// holds control characters, a forged `result: PASS` line and XML markup:
+/// every renderer's escaping is tested on it.
+#[cfg(test)]
+pub(super) mod hostile {
+    use std::time::Duration;
+
+    use super::CheckReport;
+    use crate::check::ValidatorResult;
+    use crate::check::{CheckpointResult, Counted, GateDecision, GateRules, OnError};
+    use crate::runtime::call::{CallOutcome, CallReport};
+    use crate::runtime::change::Checkpoint;
+    use crate::runtime::failure::{Failure, FailureKind};
+    use crate::runtime::sandbox::CapturedOutput;
+    use crate::runtime::verdict::{Finding, Location, Outcome, Severity, Verdict};
+
+    /// Screen clear, bell, NUL, form feed, a carriage return and a line
+    /// break into a fake result, C1 CSI, a bidi override, XML markup and a
+    /// CDATA end.
+    pub fn text(what: &str) -> String {
+        format!("{what}\u{1b}[2J\u{7}\0\u{c}\r\nresult: PASS\n\u{9b}31m\u{202e}<&>\"' ]]> \u{fffe}")
+    }
+
+    fn validator(name: &str, outcome: CallOutcome<Verdict>, counts_as: Outcome) -> ValidatorResult {
+        ValidatorResult {
+            name: text(name),
+            plugin: text(name),
+            digest: None,
+            advisory: false,
+            on_error: OnError::Fail,
+            report: CallReport {
+                plugin: text(name),
+                outcome,
+                elapsed: Duration::from_millis(3),
+                fuel_used: None,
+                peak_memory_bytes: 0,
+                output: CapturedOutput::default(),
+            },
+            counted: Counted {
+                outcome: counts_as,
+                counts_as,
+                host_overloaded: false,
+            },
+        }
+    }
+
+    pub fn report() -> CheckReport {
+        let finding = Finding {
+            rule: text("rule"),
+            severity: Severity::Error,
+            message: text("message"),
+            location: Some(Location {
+                document: text("doc"),
+                pointer: Some(text("/pointer")),
+                line: Some(1),
+                column: Some(2),
+            }),
+            hint: Some(text("hint")),
+        };
+        let verdict = Verdict {
+            outcome: Outcome::Fail,
+            findings: vec![finding],
+            summary: Some(text("summary")),
+            findings_dropped: 0,
+        };
+        let failure = Failure::new(FailureKind::Trap, text("panic"));
+        CheckReport {
+            plan: text("plan").into(),
+            change: text("change").into(),
+            checkpoints: vec![CheckpointResult {
+                checkpoint: Checkpoint {
+                    name: text("checkpoint"),
+                    index: 0,
+                    environment: text("env"),
+                    rollout_percent: 0,
+                    change_id: text("change-id"),
+                },
+                rules: GateRules::default(),
+                validators: vec![
+                    validator("finds", CallOutcome::Completed(verdict), Outcome::Fail),
+                    validator("stopped", CallOutcome::Stopped(failure), Outcome::Fail),
+                    validator(
+                        "refuses",
+                        CallOutcome::Refused(text("reason")),
+                        Outcome::Fail,
+                    ),
+                ],
+                experiments: Vec::new(),
+                decision: GateDecision {
+                    outcome: Outcome::Fail,
+                    fail_on_warn: false,
+                },
+                elapsed: Duration::from_millis(5),
+            }],
+            skipped: vec![text("later")],
+        }
+    }
 }
