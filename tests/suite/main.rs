@@ -42,3 +42,6 @@ mod experiments;
 // production approval, start-up errors and their exit codes, guardrail
 // breaches failing the gate, `cairn proxy` and `cairn experiment replay`.
 mod experiment_plans;
+// Rollout hooks: commands and webhooks, retries with one idempotency key,
+// timeouts that kill the process group, Retry-After, capped escaped output.
+mod hooks;

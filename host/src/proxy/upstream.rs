@@ -34,15 +34,7 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     pub fn new(config: &ExperimentConfig) -> Result<UpstreamClient, ProxyError> {
         let tls = tls::client_config(config.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = connector(tls, CONNECT_TIMEOUT);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -85,6 +77,24 @@ impl UpstreamClient {
     ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
         self.client.request(request).await
     }
+}
+
+/// The connector of cairn's HTTP clients (this proxy's upstream client and
+/// the rollout webhooks): http, or https with `tls`, HTTP/1.1, no Nagle, a
+/// connect timeout.
+pub(crate) fn connector(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
 }
 
 /// Checks that the upstream accepts a TCP connection within `bound`.
