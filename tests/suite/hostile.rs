@@ -5,10 +5,16 @@ use std::time::Duration;
 
 use cairn_host::check::gate::{self, OnError};
 use cairn_host::check::plan::GateRules;
+use cairn_host::runtime::verdict::{
+    MAX_HINT_BYTES, MAX_MESSAGE_BYTES, MAX_REFUSAL_BYTES, MAX_SUMMARY_BYTES, truncation_marker,
+};
 use cairn_host::{CallOutcome, FailureKind, Limits, Outcome, Runtime, RuntimeConfig};
 use serde_json::json;
 
-use crate::util::{assert_host_still_serves, limits_with_timeout, run_fixture, verdict, within};
+use crate::util::{
+    assert_host_still_serves, guests, limits_with_timeout, run_fixture, validate_on, verdict,
+    within,
+};
 
 /// Slack allowed past a deadline in these tests. The deadline itself is
 /// checked every millisecond; the margin absorbs a loaded CI machine. The
@@ -178,6 +184,151 @@ async fn stdout_flood_is_capped_and_println_does_not_panic() {
     let kept = report.output.stdout.len() + report.output.stderr.len();
     assert_eq!(kept, limits.output_bytes);
     assert_eq!(kept as u64 + report.output.dropped_bytes, 2 * 10_000 * 1024);
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
+}
+
+/// Slack past the deadline for the stderr flood on a runtime without epoch
+/// checks: only the output streams' own deadline check stops it there.
+const NO_EPOCH_MARGIN: Duration = Duration::from_millis(500);
+
+/// Issue 11 item 11: a plugin writing to stderr in a tight loop spends most
+/// of its time in host calls (check-write, write, flush), where wasm's epoch
+/// check does not run. It is stopped at its deadline as a busy loop is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_written_in_a_tight_loop_is_stopped_at_its_deadline() {
+    let limits = limits_with_timeout(Duration::from_millis(200));
+    let failure = assert_stopped("stderr-forever", FailureKind::Timeout, limits).await;
+    assert!(failure.message.contains("200 ms"), "{failure}");
+}
+
+/// The output streams check the deadline themselves: on a runtime built
+/// without epoch checks (nothing else interrupts the guest, which never
+/// waits), a stderr flood still ends as a timeout at its deadline, where it
+/// used to run until the test's watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_flood_ends_at_its_deadline_even_without_epoch_checks() {
+    let unchecked = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cairn_tests::shared_cache_dir()),
+        epoch_interruption: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime without epoch checks starts");
+    let limits = limits_with_timeout(Duration::from_millis(200));
+    for config in [
+        json!({"mode": "stderr-forever"}),
+        json!({"mode": "stderr-forever", "lines": true, "bytes": 10}),
+    ] {
+        let report = within(
+            bound(&limits),
+            validate_on(&unchecked, guests::FIXTURE, &config, &limits),
+        )
+        .await;
+        assert_eq!(
+            report.failure_kind(),
+            Some(FailureKind::Timeout),
+            "{config}: {:?}",
+            report.outcome
+        );
+        assert!(
+            report.elapsed < limits.timeout + NO_EPOCH_MARGIN,
+            "{config} ran {:?}, past its {:?} deadline + {NO_EPOCH_MARGIN:?}",
+            report.elapsed,
+            limits.timeout
+        );
+        assert!(report.output.dropped_bytes > 0, "{config}: it did flood");
+        eprintln!("{config}: stopped after {:?}", report.elapsed);
+    }
+    let next = within(
+        bound(&Limits::default()),
+        validate_on(
+            &unchecked,
+            guests::FIXTURE,
+            &json!({"mode": "behave"}),
+            &Limits::default(),
+        ),
+    )
+    .await;
+    assert_eq!(verdict(&next).outcome, Outcome::Pass);
+    within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a test: prints the overshoot past the deadline"]
+async fn measure_overshoot_of_busy_loop_and_stderr_flood() {
+    // cargo test -p cairn-tests --test suite hostile::measure -- --ignored --nocapture
+    // (FLOOD_BYTES: size of each write, ROUNDS: calls per mode)
+    let limits = limits_with_timeout(Duration::from_millis(100));
+    let env = |name: &str, default| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (bytes, rounds) = (env("FLOOD_BYTES", 1023), env("ROUNDS", 30) as usize);
+    for mode in ["loop", "stderr-forever", "loop", "stderr-forever"] {
+        let mut overshoots = Vec::new();
+        for _ in 0..rounds {
+            let config = json!({"bytes": bytes});
+            let report = within(bound(&limits), run_fixture(mode, config, &limits)).await;
+            assert_eq!(report.failure_kind(), Some(FailureKind::Timeout), "{mode}");
+            overshoots.push(report.elapsed.saturating_sub(limits.timeout).as_secs_f64() * 1e3);
+        }
+        overshoots.sort_by(f64::total_cmp);
+        eprintln!(
+            "{mode}: overshoot ms min {:.2} median {:.2} p90 {:.2} max {:.2}",
+            overshoots[0],
+            overshoots[overshoots.len() / 2],
+            overshoots[overshoots.len() * 9 / 10],
+            overshoots[overshoots.len() - 1]
+        );
+    }
+}
+
+/// Issue 11 item 11: a 30 MB summary (and a 1 MB message and hint) passed
+/// whole into every report. Each arrives cut to its cap, with a marker that
+/// says how much was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_mb_summary_arrives_capped_in_the_report() {
+    // Room for the guest to build 32 MB of text; the cap is the host's.
+    let limits = Limits {
+        memory_bytes: 256 << 20,
+        ..Limits::default()
+    };
+    let report = within(
+        bound(&limits),
+        run_fixture("huge-summary", json!({}), &limits),
+    )
+    .await;
+    let verdict = verdict(&report);
+    let capped = |c: &str, cap: usize, len: usize| c.repeat(cap) + &truncation_marker(len - cap);
+    assert!(
+        verdict.summary.as_deref() == Some(capped("s", MAX_SUMMARY_BYTES, 30 << 20).as_str()),
+        "summary of {} bytes, ends {:?}",
+        verdict.summary.as_deref().map_or(0, str::len),
+        verdict
+            .summary
+            .as_deref()
+            .map(|s| &s[s.len().saturating_sub(40)..])
+    );
+    let finding = &verdict.findings[0];
+    assert!(finding.message == capped("m", MAX_MESSAGE_BYTES, 1 << 20));
+    assert!(finding.hint.as_deref() == Some(capped("h", MAX_HINT_BYTES, 1 << 20).as_str()));
+    let json = serde_json::to_string(&report).expect("report serializes");
+    assert!(json.len() < 32 << 10, "report of {} bytes", json.len());
+
+    let refused = within(
+        bound(&limits),
+        run_fixture("huge-refusal", json!({}), &limits),
+    )
+    .await;
+    let CallOutcome::Refused(reason) = &refused.outcome else {
+        panic!("not a refusal: {:?}", refused.failure_kind());
+    };
+    assert!(
+        *reason == capped("r", MAX_REFUSAL_BYTES, 1 << 20),
+        "{} bytes",
+        reason.len()
+    );
     within(STILL_SERVES_BOUND, assert_host_still_serves()).await;
 }
 

@@ -18,7 +18,7 @@ use crate::runtime::failure::{Failure, FailureKind};
 use crate::runtime::limits::{Limits, MemoryLimitExceeded, StoreLimiter, TableLimitExceeded};
 use crate::runtime::plugin::{Plugin, PluginInfo};
 use crate::runtime::sandbox::{self, CapturedOutput, LogLevel, OutputCapture};
-use crate::runtime::verdict::Verdict;
+use crate::runtime::verdict::{MAX_REFUSAL_BYTES, Verdict, truncated};
 
 /// Fuel given to a call without a budget on a runtime that meters fuel.
 const UNLIMITED_FUEL: u64 = u64::MAX;
@@ -78,10 +78,11 @@ impl<T> CallReport<T> {
     }
 }
 
-/// Raised from the epoch callback when a call passes its deadline.
+/// Raised from the epoch callback, or by an output call, when a call passes
+/// its deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("deadline reached")]
-struct DeadlineReached;
+pub(crate) struct DeadlineReached;
 
 /// Store data of one call.
 pub(crate) struct CallState {
@@ -176,7 +177,9 @@ impl CallStore {
             ));
         }
         let admitted = admission.admit(footprint).await?;
-        let output = OutputCapture::new(limits.output_bytes);
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let output = OutputCapture::new(limits.output_bytes).with_deadline(deadline);
         let state = CallState {
             wasi: sandbox::wasi_context(&output),
             table: ResourceTable::new(),
@@ -192,8 +195,6 @@ impl CallStore {
                 .set_fuel(limits.fuel.unwrap_or(UNLIMITED_FUEL))
                 .map_err(|err| Failure::new(FailureKind::Load, crate::wasm_error_chain(&err)))?;
         }
-        let started = Instant::now();
-        let deadline = started + limits.timeout;
         // On every epoch tick: stop if the wall clock is past the deadline,
         // otherwise yield to the executor (so concurrent calls and the
         // timeout below get to run) and check again on the next tick.
@@ -229,7 +230,7 @@ impl CallStore {
                 Ok(answer) => CallOutcome::Completed(answer),
                 Err(failure) => CallOutcome::Stopped(failure),
             },
-            Ok(Ok(Err(refusal))) => CallOutcome::Refused(refusal),
+            Ok(Ok(Err(refusal))) => CallOutcome::Refused(truncated(refusal, MAX_REFUSAL_BYTES)),
             Ok(Err(err)) => CallOutcome::Stopped(classify(&err, &self.limits, &output)),
             Err(_elapsed) => CallOutcome::Stopped(timeout_failure(&self.limits)),
         };

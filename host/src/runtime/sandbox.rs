@@ -1,18 +1,23 @@
 //! The WASI environment a plugin runs in: no ambient authority (no files,
 //! env, args, sockets, name lookup or stdin; a frozen wall clock) and guest
-//! output captured into a shared, capped buffer.
+//! output captured into a shared, capped buffer. An output call made after
+//! the call's deadline ends the call as a timeout: a plugin writing in a
+//! tight loop spends its time in these host calls, where the epoch check
+//! that stops wasm code does not run.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use crate::runtime::call::DeadlineReached;
 
 /// Largest write a guest is offered at once; it may write again right after.
 const WRITE_PERMIT: usize = 64 << 10;
@@ -68,17 +73,38 @@ struct CaptureState {
 /// A per-call output buffer shared by stdout, stderr and the log interface,
 /// with one byte budget for all three. Writes past the budget succeed for
 /// the guest (so `println!` never panics) but are dropped and counted.
+/// Stream calls (write, flush, check-write) past the deadline trap with
+/// [`DeadlineReached`], which the call reports as a timeout.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputCapture {
     budget: usize,
+    deadline: Option<Instant>,
     state: Arc<Mutex<CaptureState>>,
 }
 
 impl OutputCapture {
+    /// A capture without a deadline.
     pub(crate) fn new(budget: usize) -> Self {
         Self {
             budget,
+            deadline: None,
             state: Arc::default(),
+        }
+    }
+
+    /// The same, with the call's deadline for its output streams.
+    pub(crate) fn with_deadline(self, deadline: Instant) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// Fails once the call's deadline has passed.
+    fn check_deadline(&self) -> Result<(), DeadlineReached> {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(DeadlineReached),
+            _ => Ok(()),
         }
     }
 
@@ -174,17 +200,28 @@ impl Pollable for CapturedStream {
     async fn ready(&mut self) {}
 }
 
+impl CapturedStream {
+    /// A trap that ends the call as a timeout once the deadline has passed.
+    fn check_deadline(&self) -> StreamResult<()> {
+        self.capture
+            .check_deadline()
+            .map_err(|reached| StreamError::Trap(wasmtime::Error::new(reached)))
+    }
+}
+
 impl OutputStream for CapturedStream {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.check_deadline()?;
         self.capture.write(self.channel, &bytes);
         Ok(())
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
+        self.check_deadline()
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
+        self.check_deadline()?;
         Ok(WRITE_PERMIT)
     }
 }
@@ -195,6 +232,9 @@ impl AsyncWrite for CapturedStream {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Err(reached) = self.capture.check_deadline() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, reached)));
+        }
         self.capture.write(self.channel, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -267,5 +307,34 @@ mod tests {
         let out = capture.snapshot();
         assert_eq!(out.logs.len(), 2);
         assert_eq!(out.dropped_bytes, 2 + 3 + 4);
+    }
+
+    #[test]
+    fn stream_calls_past_the_deadline_trap_as_a_timeout() {
+        let capture =
+            OutputCapture::new(10).with_deadline(Instant::now() + Duration::from_secs(60));
+        let mut stream = capture.stream(OutputChannel::Stderr);
+        assert_eq!(stream.check_write().ok(), Some(WRITE_PERMIT));
+        assert!(stream.write(bytes::Bytes::from_static(b"ok")).is_ok());
+
+        let past = OutputCapture::new(10).with_deadline(Instant::now());
+        let mut stream = past.stream(OutputChannel::Stderr);
+        for result in [
+            stream.check_write().map(drop),
+            stream.write(bytes::Bytes::from_static(b"late")),
+            stream.flush(),
+        ] {
+            match result {
+                Err(StreamError::Trap(err)) => {
+                    assert!(err.downcast_ref::<DeadlineReached>().is_some(), "{err}")
+                }
+                other => panic!("expected a deadline trap, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            past.snapshot().stderr,
+            "",
+            "nothing is written past the deadline"
+        );
     }
 }

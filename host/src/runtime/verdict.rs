@@ -1,6 +1,7 @@
 //! The host's own, version-independent model of what validators answer:
 //! outcomes, findings and verdicts, plus the contract checks every verdict
-//! must pass before the host believes it.
+//! must pass before the host believes it, and the caps on the text a plugin
+//! puts in one (a plugin's words reach every report: each is bounded).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -81,11 +82,56 @@ pub struct Verdict {
     pub findings_dropped: usize,
 }
 
+/// Cap on a verdict's summary, in bytes (UTF-8). A longer summary keeps its
+/// first `MAX_SUMMARY_BYTES` (cut on a character boundary) followed by
+/// [`truncation_marker`]; the plugin's call still counts.
+pub const MAX_SUMMARY_BYTES: usize = 4 << 10;
+/// Cap on a finding's message, in bytes; cut as the summary is.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 10;
+/// Cap on a finding's hint, in bytes; cut as the summary is.
+pub const MAX_HINT_BYTES: usize = 4 << 10;
+/// Cap on the reason a plugin gives when it refuses (returns `err`), in
+/// bytes; cut as the summary is.
+pub const MAX_REFUSAL_BYTES: usize = 4 << 10;
+/// Cap on a finding's rule id, in bytes. A rule id is an identifier that
+/// reports group and filter by, so it is never cut: a longer one breaks the
+/// contract (`invalid-output`).
+pub const MAX_RULE_BYTES: usize = 256;
+/// Cap on a finding's JSON pointer, in bytes. A cut pointer would point
+/// elsewhere, so a longer one breaks the contract (`invalid-output`).
+pub const MAX_POINTER_BYTES: usize = 4 << 10;
+
+/// What replaces the `dropped` bytes cut from the end of a plugin's text.
+pub fn truncation_marker(dropped: usize) -> String {
+    format!("… [truncated {dropped} bytes]")
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, followed by
+/// [`truncation_marker`] when anything was cut (so the result may exceed
+/// `max` by the marker's length).
+pub fn truncated(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dropped = text.len() - end;
+    text.truncate(end);
+    text.push_str(&truncation_marker(dropped));
+    text
+}
+
 /// Why a verdict breaks the contract (reported as `invalid-output`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContractViolation {
     #[error("finding #{index} has an empty rule id")]
     EmptyRule { index: usize },
+    #[error("finding #{index} has a rule id of {len} bytes (at most {MAX_RULE_BYTES})")]
+    RuleTooLong { index: usize, len: usize },
+    #[error("finding #{index} has a pointer of {len} bytes (at most {MAX_POINTER_BYTES})")]
+    PointerTooLong { index: usize, len: usize },
     #[error(
         "finding #{index} has rule id {rule:?}, which contains whitespace or control characters"
     )]
@@ -101,8 +147,9 @@ pub enum ContractViolation {
 }
 
 impl Verdict {
-    /// Checks the verdict against the contract and caps its findings at
-    /// `max_findings` (counting what was dropped). `documents` are the paths
+    /// Checks the verdict against the contract, caps its findings at
+    /// `max_findings` (counting what was dropped) and cuts its free text to
+    /// the caps above (summary, messages, hints). `documents` are the paths
     /// of the change the verdict is about.
     pub fn checked(
         mut self,
@@ -113,11 +160,19 @@ impl Verdict {
             self.findings_dropped += self.findings.len() - max_findings;
             self.findings.truncate(max_findings);
         }
-        for (index, finding) in self.findings.iter().enumerate() {
+        self.summary = self
+            .summary
+            .map(|summary| truncated(summary, MAX_SUMMARY_BYTES));
+        for (index, finding) in self.findings.iter_mut().enumerate() {
             check_finding(index, finding, documents)?;
             if self.outcome == Outcome::Pass && finding.severity == Severity::Error {
                 return Err(ContractViolation::PassWithError { index });
             }
+            finding.message = truncated(std::mem::take(&mut finding.message), MAX_MESSAGE_BYTES);
+            finding.hint = finding
+                .hint
+                .take()
+                .map(|hint| truncated(hint, MAX_HINT_BYTES));
         }
         Ok(self)
     }
@@ -130,6 +185,12 @@ fn check_finding(
 ) -> Result<(), ContractViolation> {
     if finding.rule.is_empty() {
         return Err(ContractViolation::EmptyRule { index });
+    }
+    if finding.rule.len() > MAX_RULE_BYTES {
+        return Err(ContractViolation::RuleTooLong {
+            index,
+            len: finding.rule.len(),
+        });
     }
     if finding
         .rule
@@ -148,6 +209,14 @@ fn check_finding(
         return Err(ContractViolation::UnknownDocument {
             index,
             document: location.document.clone(),
+        });
+    }
+    if let Some(pointer) = &location.pointer
+        && pointer.len() > MAX_POINTER_BYTES
+    {
+        return Err(ContractViolation::PointerTooLong {
+            index,
+            len: pointer.len(),
         });
     }
     if let Some(pointer) = &location.pointer
@@ -267,6 +336,75 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn free_text_past_its_cap_is_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(truncated("short".into(), 5), "short");
+        assert_eq!(truncated("abcdef".into(), 4), "abcd… [truncated 2 bytes]");
+        // "é" is 2 bytes: a cut inside it backs off to the boundary before.
+        assert_eq!(truncated("aéé".into(), 2), "a… [truncated 4 bytes]");
+        assert_eq!(truncated("ééé".into(), 0), "… [truncated 6 bytes]");
+
+        let big = |c: char, n: usize| c.to_string().repeat(n);
+        let mut f = finding("r", Severity::Warning, at("a.json", None));
+        f.message = big('m', MAX_MESSAGE_BYTES + 10);
+        f.hint = Some(big('ü', MAX_HINT_BYTES)); // twice the cap in bytes
+        let mut v = verdict(Outcome::Warn, vec![f]);
+        v.summary = Some(big('s', 30 << 20));
+        let checked = v.checked(&BTreeSet::from(["a.json"]), 10).unwrap();
+        let summary = checked.summary.unwrap();
+        assert_eq!(
+            summary,
+            big('s', MAX_SUMMARY_BYTES) + &truncation_marker((30 << 20) - MAX_SUMMARY_BYTES)
+        );
+        let f = &checked.findings[0];
+        assert_eq!(
+            f.message,
+            big('m', MAX_MESSAGE_BYTES) + &truncation_marker(10)
+        );
+        assert_eq!(
+            f.hint.as_deref(),
+            Some((big('ü', MAX_HINT_BYTES / 2) + &truncation_marker(MAX_HINT_BYTES)).as_str())
+        );
+
+        // Text at its cap is kept whole.
+        let mut f = finding("r", Severity::Info, None);
+        f.message = big('m', MAX_MESSAGE_BYTES);
+        let checked = verdict(Outcome::Pass, vec![f.clone()])
+            .checked(&BTreeSet::new(), 10)
+            .unwrap();
+        assert_eq!(checked.findings[0], f);
+    }
+
+    #[test]
+    fn rule_ids_and_pointers_past_their_cap_break_the_contract() {
+        let docs = BTreeSet::from(["a.json"]);
+        let rule = "r".repeat(MAX_RULE_BYTES + 1);
+        assert_eq!(
+            verdict(Outcome::Warn, vec![finding(&rule, Severity::Info, None)]).checked(&docs, 10),
+            Err(ContractViolation::RuleTooLong {
+                index: 0,
+                len: MAX_RULE_BYTES + 1
+            })
+        );
+        assert!(
+            verdict(
+                Outcome::Warn,
+                vec![finding(&rule[1..], Severity::Info, None)]
+            )
+            .checked(&docs, 10)
+            .is_ok()
+        );
+        let pointer = "/p".repeat(MAX_POINTER_BYTES / 2 + 1);
+        assert!(matches!(
+            verdict(
+                Outcome::Warn,
+                vec![finding("r", Severity::Info, at("a.json", Some(&pointer)))]
+            )
+            .checked(&docs, 10),
+            Err(ContractViolation::PointerTooLong { index: 0, .. })
+        ));
     }
 
     #[test]
