@@ -14,6 +14,9 @@
 //!   checkpoints, gates, reports; golden cases and templates for authors.
 //! - [`proxy`]: the HTTP fault proxy (experiments with fault injectors),
 //!   beside `check`: it uses the runtime, never plans or the command line.
+//! - [`rollout`]: changes walked through checkpoints with hooks, approvals,
+//!   rollback and its verification, recorded in a hash-chained journal;
+//!   above `check` and `proxy`, below the command line.
 //! - [`cli`]: the `cairn` command line, a thin shell over the others.
 //!
 //! ```no_run
@@ -35,6 +38,7 @@ pub mod check;
 pub mod cli;
 pub mod escape;
 pub mod proxy;
+pub mod rollout;
 pub mod runtime;
 
 pub use runtime::admission::{InstanceFootprint, PoolCapacity};
@@ -135,5 +139,13 @@ mod layering {
     #[test]
     fn fault_proxy_knows_nothing_of_plans_or_the_command_line() {
         assert_layer_does_not_use("proxy", &["check", "cli", "authoring"]);
+    }
+
+    #[test]
+    fn rollouts_know_nothing_of_the_command_line_and_checks_nothing_of_rollouts() {
+        assert_layer_does_not_use("rollout", &["cli", "authoring"]);
+        assert_layer_does_not_use("check", &["rollout"]);
+        assert_layer_does_not_use("proxy", &["rollout"]);
+        assert_layer_does_not_use("runtime", &["rollout"]);
     }
 }

@@ -10,8 +10,16 @@ mod hostile;
 mod engines;
 // Loading: digest pins, non-components, wrong worlds, truncated files.
 mod loading;
-// The on-disk compile cache: hits, misses, keys, corrupt entries.
+// The on-disk compile cache: hits, misses, keys; corrupted or swapped
+// artifacts are recompiled, never run; a directory others can write is refused.
 mod cache;
+// Hostile input files: FIFOs, devices and oversized files are refused up front.
+mod inputs;
+// SIGINT and SIGTERM: documented exit codes, no report left, plugin builds killed.
+mod signals;
+// Rollouts end to end on the example platform: complete, roll back and verify,
+// unverified, frozen, two-role approvals, bad input, and kill-and-resume.
+mod rollouts;
 // Pre-initialisation: `initialize` runs once at first compile, calls start
 // from its snapshot, a hostile `initialize` is stopped.
 mod preinit;

@@ -237,6 +237,9 @@ pub struct Plan {
     pub plugins: BTreeMap<String, PluginEntry>,
     /// In rollout order.
     pub checkpoints: Vec<CheckpointEntry>,
+    /// `[rollout] verify`: the validators that prove a rolled-back change
+    /// left the baseline as it was (run by rollouts, never by `check`).
+    pub verify: Vec<ValidatorEntry>,
 }
 
 /// The checkpoint of an ad-hoc plan ([`Plan::ad_hoc`]).
@@ -319,6 +322,18 @@ struct PlanFile {
     plugins: BTreeMap<String, PluginFile>,
     #[serde(default, rename = "checkpoint")]
     checkpoints: Vec<CheckpointFile>,
+    rollout: Option<RolloutSectionFile>,
+}
+
+/// `[rollout]`: its `verify` validators are checked here like any other;
+/// its other keys belong to rollouts (`crate::rollout::plan` reads them).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RolloutSectionFile {
+    #[serde(default)]
+    verify: Vec<ValidatorFile>,
+    #[serde(flatten)]
+    _rollout_keys: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,6 +365,9 @@ struct CheckpointFile {
     validators: Vec<ValidatorFile>,
     #[serde(default, rename = "experiment")]
     experiments: Vec<Spanned<ExperimentFile>>,
+    /// `[checkpoint.rollout]`: read by rollouts, not by `check`.
+    #[serde(rename = "rollout")]
+    _rollout: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -562,58 +580,13 @@ impl Plan {
                 Some(percent) => *percent.get_ref(),
                 None => 0,
             };
-            let mut validators: Vec<ValidatorEntry> = Vec::new();
-            for validator in checkpoint.validators {
-                let plugin = validator.plugin.get_ref();
-                if !plugins.contains_key(plugin) {
-                    let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
-                    return Err(at(
-                        validator.plugin.span(),
-                        format!(
-                            "checkpoint `{name}`: unknown plugin `{plugin}` (plugins in this plan: {})",
-                            if known.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
-                }
-                used_plugins.insert(plugin.clone());
-                let (report_name, name_span) = match &validator.name {
-                    Some(given) => (given.get_ref().clone(), given.span()),
-                    None => (plugin.clone(), validator.plugin.span()),
-                };
-                if validators.iter().any(|v| v.name == report_name) {
-                    return Err(at(
-                        name_span,
-                        format!(
-                            "checkpoint `{name}`: validator `{report_name}` appears twice; give one a `name`"
-                        ),
-                    ));
-                }
-                let config = match &validator.config {
-                    Some(value) => {
-                        if let Some(key) = non_finite_at(value, "config") {
-                            return Err(at(
-                                validator.plugin.span(),
-                                format!(
-                                    "checkpoint `{name}`: validator `{report_name}`: {key} is inf or nan, \
-                                     which JSON cannot carry"
-                                ),
-                            ));
-                        }
-                        toml_to_json(value).to_string()
-                    }
-                    None => "{}".to_owned(),
-                };
-                validators.push(ValidatorEntry {
-                    name: report_name,
-                    plugin: plugin.clone(),
-                    advisory: validator.advisory,
-                    config,
-                });
-            }
+            let validators = validator_entries(
+                checkpoint.validators,
+                &format!("checkpoint `{name}`"),
+                &plugins,
+                &mut used_plugins,
+                &at,
+            )?;
             let mut experiments: Vec<ExperimentEntry> = Vec::new();
             for experiment in checkpoint.experiments {
                 let span = experiment.span();
@@ -647,6 +620,16 @@ impl Plan {
                 validators,
             });
         }
+        let verify = match file.rollout {
+            Some(rollout) => validator_entries(
+                rollout.verify,
+                "[rollout] verify",
+                &plugins,
+                &mut used_plugins,
+                &at,
+            )?,
+            None => Vec::new(),
+        };
         let injectors: BTreeSet<&str> = checkpoints
             .iter()
             .flat_map(|c| c.experiments.iter().map(|e| e.injector.as_str()))
@@ -673,6 +656,7 @@ impl Plan {
             path: path.to_owned(),
             plugins,
             checkpoints,
+            verify,
         })
     }
 
@@ -768,12 +752,75 @@ impl Plan {
                 experiments: Vec::new(),
                 validators,
             }],
+            verify: Vec::new(),
         }
     }
 }
 
 /// Why an experiment table is invalid: at a value's own position, or at
 /// the table.
+/// Checks validators as a plan lists them (at a checkpoint, or `[rollout]
+/// verify`): every plugin exists, report names are unique, configs are JSON.
+fn validator_entries(
+    files: Vec<ValidatorFile>,
+    context: &str,
+    plugins: &BTreeMap<String, PluginEntry>,
+    used_plugins: &mut BTreeSet<String>,
+    at: &dyn Fn(Range<usize>, String) -> PlanError,
+) -> Result<Vec<ValidatorEntry>, PlanError> {
+    let mut validators: Vec<ValidatorEntry> = Vec::new();
+    for validator in files {
+        let plugin = validator.plugin.get_ref();
+        if !plugins.contains_key(plugin) {
+            let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+            return Err(at(
+                validator.plugin.span(),
+                format!(
+                    "{context}: unknown plugin `{plugin}` (plugins in this plan: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        used_plugins.insert(plugin.clone());
+        let (report_name, name_span) = match &validator.name {
+            Some(given) => (given.get_ref().clone(), given.span()),
+            None => (plugin.clone(), validator.plugin.span()),
+        };
+        if validators.iter().any(|v| v.name == report_name) {
+            return Err(at(
+                name_span,
+                format!("{context}: validator `{report_name}` appears twice; give one a `name`"),
+            ));
+        }
+        let config = match &validator.config {
+            Some(value) => {
+                if let Some(key) = non_finite_at(value, "config") {
+                    return Err(at(
+                        validator.plugin.span(),
+                        format!(
+                            "{context}: validator `{report_name}`: {key} is inf or nan, \
+                             which JSON cannot carry"
+                        ),
+                    ));
+                }
+                toml_to_json(value).to_string()
+            }
+            None => "{}".to_owned(),
+        };
+        validators.push(ValidatorEntry {
+            name: report_name,
+            plugin: plugin.clone(),
+            advisory: validator.advisory,
+            config,
+        });
+    }
+    Ok(validators)
+}
+
 enum ExperimentParseError {
     At(PlanError),
     Whole(String),

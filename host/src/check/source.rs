@@ -2,6 +2,7 @@
 //! a workspace of them) for `wasm32-wasip2` and finding the components it
 //! produced, so `cairn validate plugins/no-deletes` works on a fresh clone.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -26,6 +27,30 @@ pub enum BuildError {
     NoComponent { project: PathBuf },
 }
 
+/// Process groups of the `cargo build`s this process is running.
+fn running_builds() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills every `cargo build` this process started, with its rustc and
+/// build-script processes (each build runs in its own process group). For
+/// a process that is about to exit on a signal: a build left running would
+/// hold Cargo's lock and burn CPU for nothing.
+pub fn kill_running_builds() {
+    for &group in running_builds().iter() {
+        if let Ok(group) = i32::try_from(group) {
+            // SAFETY: kill(2) with a negative pid signals that process
+            // group; it has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Whether `path` is a Cargo project directory rather than a `.wasm` file.
 pub fn is_cargo_project(path: &Path) -> bool {
     path.is_dir() && path.join("Cargo.toml").is_file()
@@ -37,17 +62,28 @@ pub fn is_cargo_project(path: &Path) -> bool {
 pub fn build_cargo_project(dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let manifest = dir.join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
+    let spawn_error = |source| BuildError::Spawn {
+        project: dir.to_owned(),
+        source,
+    };
+    let child = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--target", PLUGIN_TARGET])
         .args(["--message-format", "json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(&manifest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
-        .map_err(|source| BuildError::Spawn {
-            project: dir.to_owned(),
-            source,
-        })?;
+        // Its own process group, so cairn can stop cargo and every rustc
+        // and build script under it (see `kill_running_builds`).
+        .process_group(0)
+        .spawn()
+        .map_err(spawn_error)?;
+    let pid = child.id();
+    running_builds().push(pid);
+    let output = child.wait_with_output();
+    running_builds().retain(|&p| p != pid);
+    let output = output.map_err(spawn_error)?;
     if !output.status.success() {
         return Err(BuildError::Failed {
             project: dir.to_owned(),

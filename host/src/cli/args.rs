@@ -20,7 +20,11 @@ Exit codes:
   67  a plugin could not be built or loaded (bad wasm, wrong world, sha256 mismatch)
   69  an experiment could not start (upstream down, port in use, bad CA file)
   70  internal error
-  77  an experiment at a production checkpoint has no recorded approval";
+  77  an experiment at a production checkpoint has no recorded approval
+  130 stopped by SIGINT (Ctrl-C) before a verdict; 143: by SIGTERM
+      (plugin builds are killed, a report being written and the stale one
+      at --output are removed; the first signal of a run with experiments
+      stops faults and drains instead)";
 
 pub(crate) const LONG_ABOUT: &str = "\
 cairn gates risky no-code changes at the checkpoints of a rollout. At each
@@ -83,6 +87,13 @@ pub(crate) enum Command {
     /// Work with recorded experiments (replay a decision log).
     #[command(subcommand)]
     Experiment(crate::cli::experiment::ExperimentCommand),
+    /// Walk a change through the plan's checkpoints: promote, observe,
+    /// judge, pause for approvals, roll back and verify, all journaled.
+    #[command(subcommand, long_about = crate::cli::rollout::ROLLOUT_ABOUT)]
+    Rollout(crate::cli::rollout::RolloutCommand),
+    /// Verify or print a rollout journal.
+    #[command(subcommand)]
+    Journal(crate::cli::rollout::JournalCommand),
 }
 
 pub(crate) const CHECK_ABOUT: &str = "\

@@ -8,6 +8,8 @@ use crate::check::lock::LockError;
 use crate::check::report::CheckReport;
 use crate::check::{CheckError, ExperimentError};
 use crate::escape::indented;
+use crate::rollout::engine::RolloutError;
+use crate::rollout::journal::JournalError;
 use crate::runtime::RuntimeError;
 use crate::runtime::verdict::Outcome;
 
@@ -37,6 +39,21 @@ pub const UNAVAILABLE: u8 = 69;
 pub const INTERNAL: u8 = 70;
 /// An experiment at a production checkpoint has no recorded approval.
 pub const NOT_APPROVED: u8 = 77;
+/// A rollout paused, waiting for approval.
+pub const ROLLOUT_PAUSED: u8 = 4;
+/// A rollout rolled back, but the rollback did not verify (or a rollback
+/// hook failed): the baseline is not proven back.
+pub const ROLLBACK_UNVERIFIED: u8 = 5;
+/// A rollout froze at an irreversible checkpoint.
+pub const ROLLOUT_FROZEN: u8 = 6;
+/// A journal failed verification (tampered, or not a journal).
+pub const JOURNAL_BROKEN: u8 = 74;
+/// A rollout is running in another process (its journal is locked).
+pub const BUSY: u8 = 75;
+/// Stopped by SIGINT (Ctrl-C) before a verdict (128 + 2, as shells report).
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM before a verdict (128 + 15).
+pub const TERMINATED: u8 = 143;
 
 /// Why a command failed, typed by what went wrong; [`CliError::code`] is
 /// the one mapping to exit codes.
@@ -62,6 +79,8 @@ pub enum CliError {
     Scaffold(#[from] ScaffoldError),
     #[error("cannot start the plugin runtime")]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
     /// A fault proxy could not start (upstream down, port in use).
     #[error("{message}")]
     Unavailable {
@@ -122,6 +141,17 @@ impl CliError {
             CliError::PluginInfo(_) => PLUGIN_LOAD,
             CliError::Unavailable { .. } => UNAVAILABLE,
             CliError::Runtime(_) | CliError::Internal { .. } => INTERNAL,
+            CliError::Rollout(err) => code_of_rollout(err),
+        }
+    }
+
+    /// What the user can do about it, when cairn knows.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::Runtime(RuntimeError::Cache { .. }) => Some(
+                "fix the directory, set CAIRN_CACHE_DIR to another one, or pass --no-cache to run without a compile cache",
+            ),
+            _ => None,
         }
     }
 
@@ -137,7 +167,30 @@ impl CliError {
             eprintln!("  caused by: {}", indented(&cause.to_string(), "    "));
             source = cause.source();
         }
+        if let Some(hint) = self.hint() {
+            eprintln!("  hint: {hint}");
+        }
         ExitCode::from(self.code())
+    }
+}
+
+fn code_of_rollout(err: &RolloutError) -> u8 {
+    match err {
+        RolloutError::Journal(err) => match err {
+            JournalError::Locked { .. } => BUSY,
+            JournalError::AlreadyExists { .. } => USAGE,
+            JournalError::Broken { .. } | JournalError::NotAJournal { .. } => JOURNAL_BROKEN,
+            _ => INTERNAL,
+        },
+        RolloutError::Replay { .. } => JOURNAL_BROKEN,
+        RolloutError::Check(err) => code_of_check(err),
+        RolloutError::InputsChanged { .. } | RolloutError::Metrics { .. } => INVALID_INPUT,
+        RolloutError::Unknown { .. }
+        | RolloutError::Finished { .. }
+        | RolloutError::NotPaused { .. }
+        | RolloutError::UnknownRole { .. }
+        | RolloutError::BadId { .. } => USAGE,
+        RolloutError::StateDir { .. } => INTERNAL,
     }
 }
 

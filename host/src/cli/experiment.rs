@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use tokio::sync::watch;
 
 use crate::check::report::experiment_summary;
 use crate::cli::args::LimitArgs;
@@ -213,48 +212,6 @@ pub(crate) struct ReplayArgs {
     pub(crate) limits: LimitArgs,
 }
 
-/// A stop signal that turns `true` on the first Ctrl-C or SIGTERM; a second
-/// one exits at once (status 130).
-pub(crate) fn stop_on_signal() -> watch::Receiver<bool> {
-    let (sender, receiver) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut signals = 0;
-        loop {
-            wait_for_signal().await;
-            signals += 1;
-            if signals > 1 {
-                eprintln!("cairn: second interrupt, exiting without draining");
-                std::process::exit(130);
-            }
-            eprintln!("cairn: stopping faults and draining (interrupt again to exit at once)");
-            let _ = sender.send(true);
-        }
-    });
-    receiver
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Loads one fault injector for the command line.
 fn load_injector(
     runtime: &Runtime,
@@ -287,11 +244,7 @@ fn load_injector(
 }
 
 fn read_config(config: &str) -> Result<String, CliError> {
-    let text = match config.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|err| CliError::input(format!("cannot read config file {path}"), err))?,
-        None => config.to_owned(),
-    };
+    let text = super::config_text(config)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|err| CliError::input("the config is not valid JSON", err))?;
     Ok(value.to_string())
@@ -396,7 +349,7 @@ pub(crate) async fn proxy(
             .map(|a| format!(", admin http://{a}"))
             .unwrap_or_default()
     );
-    let mut stop = stop_on_signal();
+    let mut stop = super::signals::drain_on_first_signal();
     let handle = running.stop_handle();
     let watcher = tokio::spawn(async move {
         while stop.changed().await.is_ok() {

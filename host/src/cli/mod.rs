@@ -5,6 +5,8 @@
 mod args;
 pub mod exit;
 mod experiment;
+mod rollout;
+mod signals;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|err| CliError::internal("cannot start the async runtime", err))?;
+    signals::install(&tokio);
     // The command line opts in to the on-disk compile cache (a library
     // user's runtime has none unless asked).
     let runtime = |fuel_metering: bool| -> Result<Runtime, CliError> {
@@ -147,6 +150,11 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             let runtime = runtime(false)?;
             tokio.block_on(experiment::run(&runtime, command))
         }
+        Command::Rollout(command) => {
+            let runtime = runtime(false)?;
+            tokio.block_on(rollout::run(&runtime, command))
+        }
+        Command::Journal(command) => rollout::journal_command(command),
         Command::Plugin(PluginCommand::New {
             name,
             lang,
@@ -249,6 +257,7 @@ impl PendingReport {
                     path.display()
                 ))
             })?;
+        signals::guard_report(path.to_owned(), temp.path().to_owned());
         Ok(PendingReport {
             path: path.to_owned(),
             temp,
@@ -263,17 +272,20 @@ impl PendingReport {
                 err,
             )
         };
-        self.temp
-            .write_all(bytes)
-            .and_then(|()| self.temp.as_file().sync_all())
-            .map_err(|err| write_error(err, &self.path))?;
-        self.temp
-            .persist(&self.path)
-            .map_err(|err| write_error(err.error, &self.path))?;
-        Ok(())
+        signals::commit_report(|| {
+            self.temp
+                .write_all(bytes)
+                .and_then(|()| self.temp.as_file().sync_all())
+                .map_err(|err| write_error(err, &self.path))?;
+            self.temp
+                .persist(&self.path)
+                .map_err(|err| write_error(err.error, &self.path))?;
+            Ok(())
+        })
     }
 
     fn discard_stale(self) {
+        signals::release_report();
         if self.path.is_file() {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -302,7 +314,7 @@ async fn check_and_render(
             .checkpoints
             .iter()
             .any(|c| !c.experiments.is_empty())
-            .then(experiment::stop_on_signal),
+            .then(signals::drain_on_first_signal),
     };
     let spinner = Spinner {
         bar: std::sync::Mutex::new(None),
@@ -409,12 +421,22 @@ fn ad_hoc_plan(args: &ValidateArgs) -> Result<Plan, CliError> {
     ))
 }
 
+/// The text of a `--config` value: inline JSON, or `@FILE` read within
+/// [`MAX_CONFIG_BYTES`](crate::runtime::input::MAX_CONFIG_BYTES).
+fn config_text(config: &str) -> Result<String, CliError> {
+    match config.strip_prefix('@') {
+        Some(path) => crate::runtime::input::read_limited_text(
+            Path::new(path),
+            "config file",
+            crate::runtime::input::MAX_CONFIG_BYTES,
+        )
+        .map_err(|err| CliError::input(format!("cannot read config file {path}"), err)),
+        None => Ok(config.to_owned()),
+    }
+}
+
 fn read_config(config: &str) -> Result<String, CliError> {
-    let text = match config.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|err| CliError::input(format!("cannot read config file {path}"), err))?,
-        None => config.to_owned(),
-    };
+    let text = config_text(config)?;
     serde_json::from_str::<serde_json::Value>(&text)
         .map_err(|err| CliError::input("--config is not valid JSON", err))?;
     Ok(text)
