@@ -275,12 +275,29 @@ fn step_line(record: &Record, event: &Event) -> Option<String> {
         Event::CheckpointJudged {
             checkpoint,
             outcome,
-            ..
-        } => format!(
-            "{:<14} gate {}",
-            single_line(checkpoint),
-            outcome.to_string().to_uppercase()
-        ),
+            report,
+        } => {
+            let mut text = format!(
+                "{:<14} gate {}",
+                single_line(checkpoint),
+                outcome.to_string().to_uppercase()
+            );
+            // Why, when it did not pass: each validator that did not.
+            let validators = report["checkpoints"][0]["validators"].as_array();
+            for validator in validators.into_iter().flatten() {
+                let verdict = validator["outcome"].as_str().unwrap_or("?");
+                if verdict == "pass" {
+                    continue;
+                }
+                text.push_str(&format!(
+                    "\n                 {} {}: {}",
+                    single_line(validator["name"].as_str().unwrap_or("?")),
+                    verdict.to_uppercase(),
+                    single_line(validator["summary"].as_str().unwrap_or(""))
+                ));
+            }
+            text
+        }
         Event::CheckpointPassed { .. } => return None,
         Event::Paused(pause) => {
             let mut text = format!(
