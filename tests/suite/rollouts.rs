@@ -467,6 +467,36 @@ fn a_hook_that_hangs_is_cut_by_its_timeout_and_the_change_rolled_back() {
     assert_eq!(attempts.len(), 2, "one retry: {finished}");
 }
 
+/// The processes with `path` open (pid and command line), for failures.
+fn holders(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            found.push(format!(
+                "{} {} [stat: {}]",
+                entry.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " "),
+                stat.split(") ")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split(' ')
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+    }
+    found
+}
+
 /// A xorshift generator: the crash test's kill points from a printed seed.
 fn next(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -554,7 +584,10 @@ fn killing_cairn_at_random_moments_and_resuming_loses_and_repeats_nothing() {
                             use std::io::Read;
                             let _ = pipe.read_to_string(&mut stderr);
                         }
-                        panic!("{context}: exit {code}: {stderr}");
+                        panic!(
+                            "{context}: exit {code}: {stderr}\nholding the journal: {:?}",
+                            holders(&example.journal(&id))
+                        );
                     }
                 }
                 first = !example.journal(&id).exists();
@@ -562,7 +595,11 @@ fn killing_cairn_at_random_moments_and_resuming_loses_and_repeats_nothing() {
                 let output = cairn_tests::run_bounded(&mut command, cairn_tests::SUBPROCESS_BOUND);
                 match output.status.code() {
                     Some(code @ (0 | 1)) => break code,
-                    _ => panic!("{context}: the final resume failed: {}", describe(&output)),
+                    _ => panic!(
+                        "{context}: the final resume failed: {}\nholding the journal: {:?}",
+                        describe(&output),
+                        holders(&example.journal(&id))
+                    ),
                 }
             }
         };
@@ -641,4 +678,169 @@ fn killing_cairn_at_random_moments_and_resuming_loses_and_repeats_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_torn_last_record_is_repaired_on_resume_and_said_so() {
+    let example = Example::new();
+    let paused = example.start("torn", "canary-missing-metrics");
+    assert_eq!(paused.status.code(), Some(4), "{}", describe(&paused));
+    // A crash mid-write: half of a record at the end, no newline.
+    let journal = example.journal("torn");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let good = bytes.len();
+    bytes.extend_from_slice(br#"{"seq":99,"prev":"00","at":"2026-"#);
+    std::fs::write(&journal, &bytes).unwrap();
+    let verify = example.cairn(&["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("is torn"));
+
+    let approve = example.cairn(&[
+        "rollout", "approve", "torn", "--by", "alice", "--role", "security",
+    ]);
+    assert_eq!(approve.status.code(), Some(4), "{}", describe(&approve));
+    let stdout = String::from_utf8_lossy(&approve.stdout);
+    assert!(stdout.contains("was torn by a crash mid-write"), "{stdout}");
+    let records = example.records("torn");
+    let repaired = records
+        .iter()
+        .find(|r| r["kind"] == "journal-repaired")
+        .expect("the repair is recorded");
+    assert_eq!(
+        repaired["body"]["dropped-bytes"],
+        (bytes.len() - good) as u64
+    );
+    assert!(
+        std::fs::read(&journal).unwrap().starts_with(&bytes[..good]),
+        "nothing before the tear lost"
+    );
+    assert_journal_verifies(&example, "torn");
+}
+
+/// A loopback HTTP server that answers every request with `status`, and
+/// records each request's Idempotency-Key; stops when dropped.
+struct FailingWebhook {
+    port: u16,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailingWebhook {
+    fn start(status: u16) -> FailingWebhook {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stopped) = (keys.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(key) = lower.strip_prefix("idempotency-key:") {
+                        seen.lock().unwrap().push(key.trim().to_owned());
+                    }
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} Oops\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops"
+                );
+            }
+        });
+        FailingWebhook { port, keys, stop }
+    }
+}
+
+impl Drop for FailingWebhook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_promote_webhook_answering_500_is_retried_then_the_change_rolled_back() {
+    let webhook = FailingWebhook::start(500);
+    let url = format!("http://127.0.0.1:{}/canary", webhook.port);
+    let example = Example::with_plan(|plan| {
+        plan.replace(
+            "promote = { run = [\"sh\", \"platform/ctl.sh\", \"weight\", \"5\"] }",
+            &format!(
+                "promote = {{ url = \"{url}\", retries = 2, backoff-ms = 10, timeout-ms = 5000 }}"
+            ),
+        )
+    });
+    let output = example.start("webhook", "canary-healthy");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let keys = webhook.keys.lock().unwrap().clone();
+    assert_eq!(
+        keys,
+        vec!["webhook/canary/promote"; 3],
+        "three attempts, one key"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("the promote hook of `canary` failed")
+    );
+    assert_eq!(example.status("webhook")["rollback"]["verified"], true);
+}
+
+#[test]
+fn a_second_cairn_on_a_running_rollout_is_refused() {
+    let example = Example::with_plan(|plan| {
+        plan.replace(
+            "promote = { run = [\"sh\", \"platform/ctl.sh\", \"weight\", \"5\"] }",
+            "promote = { run = [\"sh\", \"-c\", \"touch promoting; sleep 30\"], timeout-ms = 60000 }",
+        )
+    });
+    let plan = example.plan();
+    let change = example_change("canary-healthy");
+    let mut first = example
+        .command(&["rollout", "start", "--id", "busy", "--plan"])
+        .arg(&plan)
+        .arg("--change")
+        .arg(&change)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cairn starts");
+    let marker = example.dir.path().join("promoting");
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the promote hook never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = example.cairn(&["rollout", "resume", "busy"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(75), "{}", describe(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use"),
+        "{}",
+        describe(&second)
+    );
 }

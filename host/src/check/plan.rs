@@ -326,7 +326,7 @@ struct PlanFile {
 }
 
 /// `[rollout]`: its `verify` validators are checked here like any other;
-/// its other keys belong to rollouts (`crate::rollout::plan` reads them).
+/// its other keys belong to rollouts (the rollout layer reads them).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct RolloutSectionFile {

@@ -218,6 +218,16 @@ impl LoadProgress for Printer {
 }
 
 impl RolloutProgress for Printer {
+    fn repaired(&self, torn: &journal::TornTail) {
+        println!(
+            "  journal: the last record (line {}, {} bytes) was torn by a crash mid-write; \
+             dropped and the repair recorded (sha256 {})",
+            torn.line,
+            torn.dropped_bytes,
+            single_line(&torn.dropped_sha256)
+        );
+    }
+
     fn recorded(&self, record: &Record, event: &Event) {
         if let Some(line) = step_line(record, event) {
             println!("{line}");

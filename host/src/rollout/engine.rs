@@ -103,6 +103,9 @@ impl RolloutEnd {
 /// Told about each step as it is recorded (the command line prints them).
 pub trait RolloutProgress: LoadProgress {
     fn recorded(&self, _record: &Record, _event: &Event) {}
+    /// Opening the journal found a torn last record (a crash mid-write),
+    /// dropped it and recorded the repair.
+    fn repaired(&self, _torn: &crate::rollout::journal::TornTail) {}
 }
 
 /// Progress nobody watches.
@@ -327,7 +330,10 @@ async fn open_session<'p>(
     if !path.exists() {
         return Err(unknown(dir, id));
     }
-    let opened = Journal::open(&path)?;
+    let opened = open_waiting(&path)?;
+    if let Some(torn) = &opened.repaired {
+        progress.repaired(torn);
+    }
     let state =
         RolloutState::replay(id, &opened.records).map_err(|message| RolloutError::Replay {
             path: path.clone(),
@@ -368,6 +374,25 @@ async fn open_session<'p>(
     }
     session.record(None, Event::Resumed(Resumed { changed }))?;
     Ok(session)
+}
+
+/// How long a locked journal is retried before it counts as in use.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens a journal, retrying a lock for up to [`LOCK_WAIT`]: a hook child
+/// forked by a cairn that was just killed holds the lock (it shares the
+/// open file) until it execs, for a moment. A running rollout holds it far
+/// longer, and is refused.
+fn open_waiting(path: &Path) -> Result<crate::rollout::journal::Opened, RolloutError> {
+    let started = std::time::Instant::now();
+    loop {
+        match Journal::open(path) {
+            Err(JournalError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 /// Takes rollout `id` up again from where its journal stops.
