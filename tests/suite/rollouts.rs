@@ -844,3 +844,34 @@ fn a_second_cairn_on_a_running_rollout_is_refused() {
         describe(&second)
     );
 }
+
+#[test]
+fn a_checkpoint_that_asks_for_approval_before_it_promotes_waits_for_it() {
+    let example = Example::with_plan(|plan| {
+        plan.replace(
+            "rollback-window-minutes = 30",
+            "rollback-window-minutes = 30\napprove-before = true",
+        )
+    });
+    let output = example.start("gated", "canary-healthy");
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("asks for approval before it promotes")
+    );
+    assert!(
+        !example
+            .hook_runs()
+            .iter()
+            .any(|(key, _, _)| key == "gated/full/promote"),
+        "full did not promote before the approval"
+    );
+    let approve = example.cairn(&["rollout", "approve", "gated", "--by", "sam"]);
+    assert_eq!(approve.status.code(), Some(0), "{}", describe(&approve));
+    assert!(
+        example
+            .hook_runs()
+            .iter()
+            .any(|(key, _, _)| key == "gated/full/promote")
+    );
+    assert_eq!(example.status("gated")["phase"], "completed");
+}

@@ -235,7 +235,12 @@ fn case_name(dir: &Path) -> String {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CaseError> {
-    let bytes = fs::read(path).map_err(|source| CaseError::Io {
+    let bytes = crate::runtime::input::read_limited(
+        path,
+        "golden case file",
+        crate::runtime::input::MAX_DOCUMENT_BYTES,
+    )
+    .map_err(|source| CaseError::Io {
         path: path.to_owned(),
         source,
     })?;

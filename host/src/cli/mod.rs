@@ -447,7 +447,7 @@ fn lock_plan(runtime: &Runtime, plan: &Plan, args: &LockArgs) -> Result<u8, CliE
     for pin in &pins {
         println!(
             "{}: {} ({})",
-            pin.plugin,
+            crate::escape::single_line(&pin.plugin),
             pin.digest,
             match pin.status {
                 PinStatus::Current => "unchanged",
@@ -515,7 +515,8 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
     let report = plugin.info(&Limits::default()).await;
     let footprint = plugin.footprint();
     let safe = crate::escape::terminal_safe;
-    println!("file:        {}", file.display());
+    let shown = |path: &Path| crate::escape::single_line(&path.display().to_string()).into_owned();
+    println!("file:        {}", shown(&file));
     println!(
         "world:       {} (cairn:plugin@{})",
         plugin.world(),
@@ -531,10 +532,8 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
         "cache:       {}",
         match (cached, runtime.compile_cache()) {
             (true, _) => "compiled (in the compile cache)".to_owned(),
-            (false, Some(cache)) => format!(
-                "not cached before this run (now in {})",
-                cache.dir().display()
-            ),
+            (false, Some(cache)) =>
+                format!("not cached before this run (now in {})", shown(cache.dir())),
             (false, None) => "compile cache disabled".to_owned(),
         }
     );
@@ -556,7 +555,10 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
             println!("version:     {}", safe(&info.version));
             println!("description: {}", safe(&info.description));
             if let Some(schema) = info.config_schema {
-                println!("config schema:\n{}", safe(&schema));
+                println!(
+                    "config schema:\n  {}",
+                    crate::escape::indented(&schema, "  ")
+                );
             }
             Ok(exit::PASS)
         }
@@ -580,7 +582,10 @@ async fn test_cases(
     let results = golden::run_cases(&plugin, cases, limits).await?;
     if results.is_empty() {
         return Err(CliError::Input {
-            message: format!("no cases under {}", cases.display()),
+            message: format!(
+                "no cases under {}",
+                crate::escape::single_line(&cases.display().to_string())
+            ),
             source: None,
         });
     }
@@ -590,7 +595,7 @@ async fn test_cases(
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!(
         "\n{}: {} cases, {failed} failed",
-        plugin.name(),
+        crate::escape::single_line(plugin.name()),
         results.len()
     );
     Ok(if failed == 0 { exit::PASS } else { exit::FAIL })
@@ -608,10 +613,15 @@ fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8
         KindArg::FaultInjector => Kind::FaultInjector,
     };
     let project = scaffold::scaffold(name, lang, kind, dir)?;
-    println!("created {} ({lang} {kind}) in {}", name, project.display());
+    let shown = |path: &Path| crate::escape::single_line(&path.display().to_string()).into_owned();
+    println!(
+        "created {} ({lang} {kind}) in {}",
+        crate::escape::single_line(name),
+        shown(&project)
+    );
     println!(
         "see {} for how to build and test it",
-        project.join("README.md").display()
+        shown(&project.join("README.md"))
     );
     Ok(exit::PASS)
 }

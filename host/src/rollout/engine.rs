@@ -907,10 +907,14 @@ async fn rollback_step(
         return Ok(());
     };
     // Past a rollback window: ask before undoing (once).
-    if let Some((name, age)) = window_passed(inputs, &session.state, &rollback.start.undo)
-        && !session
-            .state
-            .was_cleared(&name, PauseReason::RollbackWindow)
+    if let Some((name, age)) = window_passed(
+        inputs.rollout_plan,
+        &session.state,
+        &rollback.start.undo,
+        SystemTime::now(),
+    ) && !session
+        .state
+        .was_cleared(&name, PauseReason::RollbackWindow)
     {
         let settings = rollout_settings(inputs.rollout_plan, &rollback.start.checkpoint);
         pause(
@@ -1019,18 +1023,19 @@ async fn rollback_step(
 /// The first checkpoint to undo whose promotion is older than its rollback
 /// window, and how old it is.
 fn window_passed(
-    inputs: &RolloutInputs<'_>,
+    plan: &RolloutPlan,
     state: &RolloutState,
     undo: &[String],
+    now: SystemTime,
 ) -> Option<(String, Duration)> {
     undo.iter().find_map(|name| {
-        let window = rollout_settings(inputs.rollout_plan, name).rollback_window?;
+        let window = rollout_settings(plan, name).rollback_window?;
         let HookState::Finished { at: Some(at), .. } =
             state.checkpoint(name)?.hook(HookKind::Promote)
         else {
             return None;
         };
-        let age = SystemTime::now().duration_since(*at).ok()?;
+        let age = now.duration_since(*at).ok()?;
         (age > window).then(|| (name.clone(), age))
     })
 }
@@ -1091,4 +1096,103 @@ fn notification(state: &RolloutState, seq: u64, event: &str) -> serde_json::Valu
         "rollback": state.rollback.as_ref().map(|r| &r.start),
         "frozen": state.frozen.as_ref().map(|(c, reason)| serde_json::json!({"checkpoint": c, "reason": reason})),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::state::HookEnd;
+
+    fn record(seq: u64, at: SystemTime, event: &Event) -> Record {
+        let (kind, body) = event.to_record_parts();
+        Record {
+            seq,
+            prev: String::new(),
+            at: humantime::format_rfc3339_millis(at).to_string(),
+            rollout: "r".to_owned(),
+            kind,
+            key: None,
+            body,
+        }
+    }
+
+    /// A rollout whose `full` promote finished at `promoted`.
+    fn promoted_at(promoted: SystemTime) -> RolloutState {
+        let started = Event::RolloutStarted(Started {
+            plan: "p".into(),
+            plan_sha256: String::new(),
+            change: "c".into(),
+            change_sha256: String::new(),
+            checkpoints: vec!["full".into()],
+            plugins: BTreeMap::new(),
+            change_id: String::new(),
+        });
+        let finished = Event::HookFinished(HookEnd {
+            checkpoint: "full".into(),
+            hook: HookKind::Promote,
+            ok: true,
+            outcome: serde_json::Value::Null,
+        });
+        RolloutState::replay(
+            "r",
+            &[
+                record(1, promoted, &started),
+                record(2, promoted, &finished),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn plan_with_window(minutes: Option<u64>) -> RolloutPlan {
+        let mut settings = rollout_settings(
+            &RolloutPlan {
+                checkpoints: Vec::new(),
+                metrics: None,
+                notify: None,
+                verify_after: Duration::ZERO,
+            },
+            "full",
+        );
+        settings.rollback_window = minutes.map(|m| Duration::from_secs(m * 60));
+        RolloutPlan {
+            checkpoints: vec![settings],
+            metrics: None,
+            notify: None,
+            verify_after: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_rollback_past_the_window_after_promotion_asks_first() {
+        let now = SystemTime::now();
+        let undo = vec!["full".to_owned()];
+        let state = promoted_at(now - Duration::from_secs(31 * 60));
+        let (name, age) = window_passed(&plan_with_window(Some(30)), &state, &undo, now)
+            .expect("31 minutes is past a 30-minute window");
+        assert_eq!(name, "full");
+        assert!(age >= Duration::from_secs(31 * 60));
+        let recent = promoted_at(now - Duration::from_secs(29 * 60));
+        assert_eq!(
+            window_passed(&plan_with_window(Some(30)), &recent, &undo, now),
+            None
+        );
+        assert_eq!(
+            window_passed(&plan_with_window(None), &state, &undo, now),
+            None,
+            "no window: roll back at once"
+        );
+    }
+
+    #[test]
+    fn rollout_ids_name_files_and_nothing_else() {
+        for good in ["r-1-ab12", "demo", "CHG_1042.v2"] {
+            check_id(good).unwrap();
+        }
+        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(65)] {
+            assert!(
+                matches!(check_id(bad), Err(RolloutError::BadId { .. })),
+                "{bad:?}"
+            );
+        }
+    }
 }
