@@ -5,6 +5,7 @@
 //! command; `cairn-bench --help` lists the options.
 
 pub mod hops;
+pub mod journal;
 pub mod machine;
 pub mod peers;
 pub mod proxy;
@@ -46,10 +47,12 @@ pub enum Part {
     Interruption,
     /// 6. the fault proxy vs direct, haproxy and noxious under wrk (needs haproxy, wrk, noxious-proxy)
     Proxy,
+    /// 7. the rollout journal: fsynced appends vs a bare write+fdatasync loop, verify, open
+    Journal,
 }
 
 impl Part {
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; 8] = [
         Part::Small,
         Part::Heavy,
         Part::Throughput,
@@ -57,6 +60,7 @@ impl Part {
         Part::Overshoot,
         Part::Interruption,
         Part::Proxy,
+        Part::Journal,
     ];
 }
 
@@ -101,6 +105,7 @@ pub fn run(mode: Mode, parts: &[Part], mut progress: impl FnMut(Part)) -> anyhow
             Part::Overshoot => sections::overshoot(&bench),
             Part::Interruption => sections::interruption_cost(&bench),
             Part::Proxy => proxy::section(&bench),
+            Part::Journal => journal::section(&bench),
         }
         .with_context(|| format!("measuring {part:?}"))?;
         report.sections.push(section);

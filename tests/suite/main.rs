@@ -50,6 +50,9 @@ mod experiments;
 // production approval, start-up errors and their exit codes, guardrail
 // breaches failing the gate, `cairn proxy` and `cairn experiment replay`.
 mod experiment_plans;
+// The rollout journal under SIGKILL: no acknowledged record lost or duplicated,
+// a torn tail repaired and recorded, the journal verifies.
+mod journal;
 // Rollout hooks: commands and webhooks, retries with one idempotency key,
 // timeouts that kill the process group, Retry-After, capped escaped output.
 mod hooks;

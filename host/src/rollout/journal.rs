@@ -70,13 +70,17 @@
 //! # Reading, torn tails and tampering
 //!
 //! A crash can cut only the record being written, which is the last line.
-//! So a last line that has no `\n`, is not a checked JSON record (bad or
-//! missing checksum, not JSON) is a **torn tail**: [`read`] and [`verify`]
-//! report it and carry on without it, and [`Journal::open`] truncates the
-//! file to the end of the last good record, fsyncs, and appends a
-//! `journal-repaired` record with body
+//! So a last line that has no `\n`, or is not a whole checksummed record
+//! (bad or missing checksum, not JSON), is a **torn tail**: [`read`] and [`verify`]
+//! report it and carry on without it, and [`Journal::open`] replaces it
+//! with a `journal-repaired` record with body
 //! `{"line": L, "dropped-bytes": K, "dropped-sha256": "<hex>"}` naming the
-//! line and the bytes it dropped, so a repair is never silent.
+//! line and the bytes it dropped, so a repair is never silent. The record is
+//! written over the torn bytes with one `pwrite` (when they are longer than
+//! the record, they are first cut to its length, which leaves a shorter torn
+//! tail), and the file is fsynced: whenever a crash interrupts the repair,
+//! the file still ends with a torn tail, never with the tail gone and no
+//! record of it, and the next `open` repairs and records what is left.
 //!
 //! Anything else is **broken**: a bad record before the last line, or a last
 //! line whose checksum holds (so it was written whole) but which is out of
@@ -91,15 +95,15 @@
 //! never leaves one, so it came from elsewhere, and it records nothing that
 //! was acted on.
 //!
-//! Files are read whole, within [`MAX_JOURNAL_BYTES`] (1 GiB: about two
-//! million records of 500 bytes); a record may be at most
+//! Files are read whole, within [`MAX_JOURNAL_BYTES`] (1 GiB: about 1.5
+//! million records of 700 bytes); a record may be at most
 //! [`MAX_RECORD_BYTES`].
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -111,7 +115,7 @@ use crate::escape::single_line;
 
 /// The largest journal file read: 1 GiB.
 pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
-/// The largest record line written or accepted: 16 MiB.
+/// The largest record line `append` writes: 16 MiB.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// The kind of record 1, written by [`Journal::create`].
 pub const CREATED_KIND: &str = "journal-created";
@@ -246,7 +250,7 @@ impl fmt::Display for Broken {
 /// reports them instead.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("journal {}: {source}", shown(path))]
+    #[error("I/O error on journal {}", shown(path))]
     Io {
         path: PathBuf,
         #[source]
@@ -308,9 +312,10 @@ fn shown(path: &Path) -> String {
     single_line(&path.display().to_string()).into_owned()
 }
 
-/// An I/O error of `path` while doing `action` ("open", "write a record
-/// to", …): an error of the same kind whose message names the action and
-/// whose source is the original error.
+/// An I/O error of `path` while doing `action` ("open", "write a record",
+/// …): an error of the same kind that says `cannot ACTION`, whose source is
+/// the original error (so an error chain reads: I/O error on journal PATH;
+/// cannot write a record; No space left on device).
 fn io_error<'p>(
     path: &'p Path,
     action: &'static str,
@@ -321,13 +326,12 @@ fn io_error<'p>(
     }
 }
 
-/// An I/O error and what was being done when it happened.
+/// What was being done when an I/O error happened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action}: {source}")]
+#[error("cannot {action}")]
 struct Doing {
     action: &'static str,
-    // Not `#[source]`: the message already holds it, and a chain printer
-    // would show it twice. `io::Error::get_ref` reaches this struct.
+    #[source]
     source: io::Error,
 }
 
@@ -415,7 +419,7 @@ impl Journal {
             .create_new(true)
             .mode(0o600)
             .open(&temp)
-            .map_err(io_error(path, "create"))?;
+            .map_err(io_error(path, "create it"))?;
         let made = (|| {
             lock(&file, path)?;
             let mut journal = Journal {
@@ -442,7 +446,7 @@ impl Journal {
         // a second name of the same file, harmless (see the module docs).
         let _ = std::fs::remove_file(&temp);
         let journal = made?;
-        sync_dir(&dir).map_err(io_error(path, "sync the directory of"))?;
+        sync_dir(&dir).map_err(io_error(path, "sync its directory"))?;
         Ok(journal)
     }
 
@@ -471,12 +475,6 @@ impl Journal {
         let Some(rollout) = scan.rollout else {
             return Err(not_a_journal(path, scan.torn.as_ref()));
         };
-        if scan.torn.is_some() {
-            file.set_len(scan.good_len as u64)
-                .map_err(io_error(path, "truncate the torn tail of"))?;
-            file.sync_all()
-                .map_err(io_error(path, "sync the repaired"))?;
-        }
         let mut journal = Journal {
             file,
             path: path.to_owned(),
@@ -487,16 +485,7 @@ impl Journal {
             unusable: false,
         };
         if let Some(torn) = &scan.torn {
-            let record = journal.append(
-                REPAIRED_KIND,
-                None,
-                serde_json::json!({
-                    "line": torn.line,
-                    "dropped-bytes": torn.dropped_bytes,
-                    "dropped-sha256": torn.dropped_sha256,
-                }),
-            )?;
-            records.push(record);
+            records.push(journal.repair(torn)?);
         }
         Ok(Opened {
             journal,
@@ -514,6 +503,91 @@ impl Journal {
         key: Option<&str>,
         body: serde_json::Value,
     ) -> Result<Record, JournalError> {
+        let (record, line) = self.next(kind, key, body)?;
+        self.unusable = true;
+        let written = loop {
+            match (&self.file).write(&line) {
+                Ok(n) => break n,
+                // Nothing was written; the same single write again.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(io_error(&self.path, "write a record")(err)),
+            }
+        };
+        self.check_written(&record, written, line.len())?;
+        self.file
+            .sync_data()
+            .map_err(io_error(&self.path, "sync"))?;
+        Ok(self.commit(record, &line))
+    }
+
+    /// Replaces the torn tail that starts at `self.len` with a
+    /// `journal-repaired` record, so that no state of the file, whenever a
+    /// crash interrupts this, has the tail gone without the record:
+    ///
+    /// 1. a tail longer than the record's line is first cut to the line's
+    ///    length and fsynced (still a torn tail: a prefix of a torn line);
+    /// 2. the line is written over the tail with one `pwrite` (it covers
+    ///    the tail exactly, or extends the file), and fsynced.
+    ///
+    /// Cut short at any point, the file ends with a torn tail still (or
+    /// again), which the next `open` repairs and records.
+    fn repair(&mut self, torn: &TornTail) -> Result<Record, JournalError> {
+        let (record, line) = self.next(
+            REPAIRED_KIND,
+            None,
+            serde_json::json!({
+                "line": torn.line,
+                "dropped-bytes": torn.dropped_bytes,
+                "dropped-sha256": torn.dropped_sha256,
+            }),
+        )?;
+        self.unusable = true;
+        let path = &self.path;
+        if torn.dropped_bytes > line.len() as u64 {
+            self.file
+                .set_len(self.len + line.len() as u64)
+                .map_err(io_error(path, "cut the torn tail"))?;
+            self.file
+                .sync_all()
+                .map_err(io_error(path, "sync the cut tail"))?;
+        }
+        // `pwrite` on a file opened `O_APPEND` appends (Linux): clear the
+        // flag for this one write.
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a file descriptor this `File` owns.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_APPEND) } < 0 {
+            return Err(io_error(path, "clear O_APPEND")(io::Error::last_os_error()));
+        }
+        let written = loop {
+            match self.file.write_at(&line, self.len) {
+                Ok(n) => break n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(io_error(path, "write the repair record")(err)),
+            }
+        };
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+            return Err(io_error(path, "restore O_APPEND")(
+                io::Error::last_os_error(),
+            ));
+        }
+        self.check_written(&record, written, line.len())?;
+        // The size may have changed: `fsync`, not `fdatasync`.
+        self.file
+            .sync_all()
+            .map_err(io_error(path, "sync the repair"))?;
+        Ok(self.commit(record, &line))
+    }
+
+    /// The next record and its line, checked against the size limits.
+    fn next(
+        &self,
+        kind: &str,
+        key: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<(Record, Vec<u8>), JournalError> {
         if self.unusable {
             return Err(JournalError::Unusable {
                 path: self.path.clone(),
@@ -546,31 +620,33 @@ impl Journal {
                 limit: MAX_JOURNAL_BYTES,
             });
         }
-        self.unusable = true;
-        let written = loop {
-            match (&self.file).write(&line) {
-                Ok(n) => break n,
-                // Nothing was written; the same single write again.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(io_error(&self.path, "write a record to")(err)),
-            }
-        };
-        if written != line.len() {
-            return Err(JournalError::ShortWrite {
-                path: self.path.clone(),
-                seq: record.seq,
-                written,
-                expected: line.len(),
-            });
+        Ok((record, line))
+    }
+
+    fn check_written(
+        &self,
+        record: &Record,
+        written: usize,
+        expected: usize,
+    ) -> Result<(), JournalError> {
+        if written == expected {
+            return Ok(());
         }
-        self.file
-            .sync_data()
-            .map_err(io_error(&self.path, "sync"))?;
+        Err(JournalError::ShortWrite {
+            path: self.path.clone(),
+            seq: record.seq,
+            written,
+            expected,
+        })
+    }
+
+    /// `record`, written as `line` and synced, becomes the last one.
+    fn commit(&mut self, record: Record, line: &[u8]) -> Record {
         self.unusable = false;
         self.last_seq = record.seq;
         self.last_hash = Sha256::digest(&line[..line.len() - 1]).into();
         self.len += line.len() as u64;
-        Ok(record)
+        record
     }
 
     pub fn path(&self) -> &Path {
@@ -1471,6 +1547,47 @@ mod tests {
         drop(dir);
     }
 
+    /// A torn tail longer than the repair record (a big record cut late):
+    /// it is cut to the record's length, then overwritten; nothing of it is
+    /// left.
+    #[test]
+    fn a_torn_tail_longer_than_the_repair_record_is_replaced_whole() {
+        let (_dir, path) = journal_of(3);
+        let mut journal = Journal::open(&path).expect("open").journal;
+        journal
+            .append(
+                "verdict",
+                Some("big"),
+                json!({ "findings": "f".repeat(3000) }),
+            )
+            .expect("append");
+        drop(journal);
+        let bytes = std::fs::read(&path).expect("read");
+        let good_len = bytes.len() - lines(&path)[3].len() - 1;
+        for cut in [good_len + 400, good_len + 1500, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).expect("write");
+            let opened = Journal::open(&path).expect("open repairs");
+            assert_eq!(
+                opened.repaired.map(|t| t.dropped_bytes),
+                Some((cut - good_len) as u64)
+            );
+            drop(opened.journal);
+            let after = lines(&path);
+            assert_eq!(after.len(), 4, "cut {cut}");
+            let repair: Record = serde_json::from_slice(&after[3]).expect("json");
+            assert_eq!(repair.kind, REPAIRED_KIND);
+            let verification = verify(&path).expect("verify");
+            assert!(
+                verification.is_intact() && verification.torn_tail.is_none(),
+                "cut {cut}"
+            );
+            assert_eq!(
+                std::fs::read(&path).expect("read")[..good_len],
+                bytes[..good_len]
+            );
+        }
+    }
+
     #[test]
     fn a_damaged_last_line_with_its_newline_is_a_torn_tail() {
         let (_dir, path) = journal_of(3);
@@ -1565,6 +1682,29 @@ mod tests {
             .append("small", None, json!({}))
             .expect("append after a refusal");
         assert!(verify(&path).expect("verify").is_intact());
+    }
+
+    #[test]
+    fn an_io_error_says_what_failed_and_keeps_its_cause() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("missing.jsonl");
+        let err = Journal::open(&missing).expect_err("no such file");
+        assert!(
+            err.to_string().starts_with("I/O error on journal "),
+            "{err}"
+        );
+        let JournalError::Io { source, .. } = &err else {
+            panic!("expected Io, got {err:?}");
+        };
+        assert_eq!(source.kind(), io::ErrorKind::NotFound);
+        let cause = std::error::Error::source(&err).expect("a cause");
+        assert_eq!(cause.to_string(), "cannot open");
+        let os = cause.source().expect("the OS error");
+        assert!(os.to_string().contains("No such file"), "{os}");
+        assert!(matches!(
+            Journal::create(&dir.path().join("no-dir").join("j.jsonl"), ROLLOUT),
+            Err(JournalError::Io { .. })
+        ));
     }
 
     #[test]
