@@ -423,6 +423,25 @@ fn bad_input_is_refused_whole() {
     assert_eq!(other.status.code(), Some(66), "{}", describe(&other));
     assert!(String::from_utf8_lossy(&other.stderr).contains("the change changed since"));
 
+    // ... and over another plan.
+    let other_plan = example.dir.path().join("other-plan.toml");
+    std::fs::write(
+        &other_plan,
+        std::fs::read_to_string(example.plan())
+            .unwrap()
+            .replace("observe-ms = 300", "observe-ms = 10"),
+    )
+    .unwrap();
+    let other = example.cairn(&[
+        "rollout",
+        "resume",
+        "paused",
+        "--plan",
+        other_plan.to_str().unwrap(),
+    ]);
+    assert_eq!(other.status.code(), Some(66), "{}", describe(&other));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("the plan changed since"));
+
     // A journal edited by hand.
     let journal = example.journal("known");
     let text = std::fs::read_to_string(&journal).unwrap();
@@ -874,4 +893,59 @@ fn a_checkpoint_that_asks_for_approval_before_it_promotes_waits_for_it() {
             .any(|(key, _, _)| key == "gated/full/promote")
     );
     assert_eq!(example.status("gated")["phase"], "completed");
+}
+
+#[test]
+fn a_mistake_in_the_rollout_keys_is_located_by_check_and_by_rollout() {
+    let example = Example::with_plan(|plan| {
+        plan.replace("observe-ms = 300", "observe-msec = 300")
+            .replace(
+                "rollback-window-minutes = 30",
+                "rollback-window-minutes = 0",
+            )
+    });
+    let plan = example.plan();
+    let change = example_change("canary-healthy");
+    for args in [
+        vec![
+            "check",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--change",
+            change.to_str().unwrap(),
+        ],
+        vec![
+            "rollout",
+            "start",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--change",
+            change.to_str().unwrap(),
+        ],
+    ] {
+        let output = example.cairn(&args);
+        assert_eq!(output.status.code(), Some(65), "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("plan.toml:"), "file:line:column: {stderr}");
+        assert!(
+            stderr.contains("observe-msec"),
+            "names the unknown key: {stderr}"
+        );
+    }
+    let fixed = Example::with_plan(|plan| {
+        plan.replace(
+            "rollback-window-minutes = 30",
+            "rollback-window-minutes = 0",
+        )
+    });
+    let output = fixed.start("zero", "canary-healthy");
+    assert_eq!(output.status.code(), Some(65), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("rollback-window-minutes must be at least 1")
+    );
+    assert!(
+        !fixed.journal("zero").exists(),
+        "nothing half-done: no journal"
+    );
 }

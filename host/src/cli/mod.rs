@@ -96,6 +96,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 .map_err(CheckError::from)?
                 .with_limit_overrides(&args.limits.settings())
                 .map_err(CheckError::Limits)?;
+            // The rollout keys are checked too: a plan that loads is whole.
+            crate::rollout::plan::RolloutPlan::load(&plan).map_err(CheckError::from)?;
             let runtime = runtime(plan.needs_fuel())?;
             tokio.block_on(check(&runtime, &plan, &args.change, &args))
         }
@@ -118,6 +120,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Lock(args) => {
             let plan = Plan::load(&args.plan).map_err(CheckError::from)?;
+            crate::rollout::plan::RolloutPlan::load(&plan).map_err(CheckError::from)?;
             let runtime = runtime(false)?;
             lock_plan(&runtime, &plan, &args)
         }
