@@ -2,7 +2,9 @@
 //! a bare loop of same-size `write` + `fdatasync` appends to a plain file in
 //! the same directory (the limit of this disk), `journal::verify` of 100 000
 //! records, and `Journal::open` (lock, read, check every record, parse the
-//! bodies) of 10 000.
+//! bodies) of 10 000, and a resume's own work on 10 000 records of a real
+//! rollout: `Journal::open` then `RolloutState::replay` (the fold every
+//! `cairn rollout resume` does before its next step).
 //!
 //! The large journals are written here by the format the journal's module
 //! docs give (`serde_json` of a `Record`, the CRC-32 spliced in, the
@@ -16,7 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, ensure};
+use cairn_host::Outcome as Verdict;
 use cairn_host::rollout::journal::{self, CREATED_KIND, FORMAT, GENESIS_PREV, Journal, Record};
+use cairn_host::rollout::state::{Event, HookEnd, HookKind, HookStart, RolloutState, Started};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -143,6 +147,22 @@ pub fn section(bench: &Bench) -> anyhow::Result<Outcome> {
         );
         Ok(elapsed)
     })?;
+    // Resume: open + fold a journal of real rollout events.
+    let rollout_journal = dir.path().join("resume.jsonl");
+    let rollout_bytes = write_rollout_journal(&rollout_journal, open_records)?;
+    let resume_samples = collect(opens, || {
+        let start = Instant::now();
+        let opened = Journal::open(&rollout_journal)?;
+        let state = RolloutState::replay(ROLLOUT, &opened.records)
+            .map_err(|message| anyhow::anyhow!("replay: {message}"))?;
+        let elapsed = start.elapsed();
+        ensure!(
+            state.records == open_records && state.started.is_some(),
+            "resume: {} records folded",
+            state.records
+        );
+        Ok(elapsed)
+    })?;
     let read_samples = collect(opens, || {
         let start = Instant::now();
         let read = journal::read(&medium)?;
@@ -162,8 +182,13 @@ pub fn section(bench: &Bench) -> anyhow::Result<Outcome> {
              in {where_}. `verify`: `journal::verify` of a {verify_records}-record journal \
              ({big_mib}). `open`: `Journal::open` of a {open_records}-record journal \
              ({medium_mib}): take the lock, read, check every record, parse every body into \
-             JSON values; `read` does the same without the lock. Medians; appends/s is 1 / \
+             JSON values; `read` does the same without the lock; `resume`: `Journal::open` \
+             of a {open_records}-record journal of real rollout events ({rollout_mib}: \
+             checkpoints started, hooks started and finished, observations, judged \
+             checkpoints with their report) and `RolloutState::replay`, the fold a \
+             `cairn rollout resume` does before its next step. Medians; appends/s is 1 / \
              the median.",
+            rollout_mib = crate::report::mib(rollout_bytes),
             n = journal_samples.len(),
             big_mib = crate::report::mib(big_bytes),
             medium_mib = crate::report::mib(medium_bytes),
@@ -216,6 +241,17 @@ pub fn section(bench: &Bench) -> anyhow::Result<Outcome> {
         open_samples.len().to_string(),
     ]);
     section.row(vec![
+        format!("**resume** (open + replay into the rollout's state), {open_records} records"),
+        show(resume_samples.median()),
+        show(resume_samples.p99()),
+        format!(
+            "{:.0} records",
+            open_records as f64 * per_second(&resume_samples)
+        ),
+        "—".into(),
+        resume_samples.len().to_string(),
+    ]);
+    section.row(vec![
         format!("read (no lock), {open_records} records"),
         show(read_samples.median()),
         show(read_samples.p99()),
@@ -241,9 +277,11 @@ pub fn section(bench: &Bench) -> anyhow::Result<Outcome> {
             met: verify_samples.median() <= Duration::from_secs(1),
         },
         Target {
-            goal: format!("journal open (resume) of {open_records} records ≤ 100 ms (median)"),
-            measured: show(open_samples.median()),
-            met: open_samples.median() <= Duration::from_millis(100),
+            goal: format!(
+                "rollout resume (open + replay) of {open_records} records ≤ 100 ms (median)"
+            ),
+            measured: show(resume_samples.median()),
+            met: resume_samples.median() <= Duration::from_millis(100),
         },
     ];
     Ok((section, targets))
@@ -268,24 +306,119 @@ fn pick(mode: Mode, full: Budget, quick: Budget) -> Budget {
 /// Writes a valid journal of `records` records (record 1 `journal-created`)
 /// without fsyncing each; returns its size.
 fn write_journal(path: &Path, records: u64) -> anyhow::Result<u64> {
+    write_records(path, records, |seq| {
+        (
+            "verdict".to_owned(),
+            Some(format!("canary-5/destructive-change/{seq}")),
+            body(seq),
+        )
+    })
+}
+
+/// Steps of one checkpoint, as a rollout records them.
+const STEPS_PER_CHECKPOINT: u64 = 7;
+
+/// Writes a valid journal of `records` records of one rollout: started,
+/// then checkpoint after checkpoint (started, promote hook started and
+/// finished, observation started and done, judged with a report, passed).
+fn write_rollout_journal(path: &Path, records: u64) -> anyhow::Result<u64> {
+    let checkpoints = records.div_ceil(STEPS_PER_CHECKPOINT);
+    let name = |i: u64| format!("checkpoint-{i}");
+    let started = Event::RolloutStarted(Started {
+        plan: "/srv/plans/orders.toml".to_owned(),
+        plan_sha256: hex::encode(Sha256::digest(b"plan")),
+        change: "/srv/changes/CHG-1042".to_owned(),
+        change_sha256: hex::encode(Sha256::digest(b"change")),
+        checkpoints: (0..checkpoints).map(name).collect(),
+        plugins: Default::default(),
+        change_id: "CHG-1042".to_owned(),
+    });
+    write_records(path, records, |seq| {
+        if seq == 2 {
+            let (kind, body) = started.to_record_parts();
+            return (kind, None, body);
+        }
+        let step = seq - 3;
+        let checkpoint = name(step / STEPS_PER_CHECKPOINT);
+        let key = format!("{ROLLOUT}/{checkpoint}/promote");
+        let (event, key) = match step % STEPS_PER_CHECKPOINT {
+            0 => (Event::CheckpointStarted { checkpoint }, None),
+            1 => (
+                Event::HookStarted(HookStart {
+                    checkpoint,
+                    hook: HookKind::Promote,
+                    run: 1,
+                }),
+                Some(key),
+            ),
+            2 => (
+                Event::HookFinished(HookEnd {
+                    checkpoint,
+                    hook: HookKind::Promote,
+                    ok: true,
+                    outcome: json!({"ok": true, "attempts": [{"attempt": 1, "result": {"kind": "succeeded", "detail": "exit 0"}, "duration-ms": 12.5, "output-tail": "weight set to 5\n"}]}),
+                }),
+                Some(key),
+            ),
+            3 => (
+                Event::ObserveStarted {
+                    checkpoint,
+                    window_ms: 300_000,
+                },
+                None,
+            ),
+            4 => (
+                Event::Observed {
+                    checkpoint,
+                    metrics: [("error-rate", 0.002), ("latency-p99-ms", 310.0)]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                },
+                None,
+            ),
+            5 => (
+                Event::CheckpointJudged {
+                    checkpoint,
+                    outcome: Verdict::Pass,
+                    report: body(seq),
+                },
+                None,
+            ),
+            _ => (
+                Event::CheckpointPassed {
+                    checkpoint,
+                    outcome: Verdict::Pass,
+                },
+                None,
+            ),
+        };
+        let (kind, body) = event.to_record_parts();
+        (kind, key, body)
+    })
+}
+
+/// Writes `records` records, record 1 `journal-created` and the rest from
+/// `record(seq)`, chained and checksummed as the journal writes them.
+fn write_records(
+    path: &Path,
+    records: u64,
+    record: impl Fn(u64) -> (String, Option<String>, Value),
+) -> anyhow::Result<u64> {
     let mut out = Vec::with_capacity(records as usize * 700);
     let mut prev = GENESIS_PREV.to_owned();
     for seq in 1..=records {
         let (kind, key, body) = if seq == 1 {
-            (CREATED_KIND, None, json!({ "format": FORMAT }))
+            (CREATED_KIND.to_owned(), None, json!({ "format": FORMAT }))
         } else {
-            (
-                "verdict",
-                Some(format!("canary-5/destructive-change/{seq}")),
-                body(seq),
-            )
+            record(seq)
         };
         let record = Record {
             seq,
             prev,
             at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             rollout: ROLLOUT.to_owned(),
-            kind: kind.to_owned(),
+            kind,
             key,
             body,
         };
