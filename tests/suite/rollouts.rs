@@ -949,3 +949,87 @@ fn a_mistake_in_the_rollout_keys_is_located_by_check_and_by_rollout() {
         "nothing half-done: no journal"
     );
 }
+
+#[test]
+fn a_rollback_past_the_window_after_promotion_asks_for_approval_first() {
+    assert!(
+        Command::new("faketime")
+            .arg("-f")
+            .arg("+0")
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success()),
+        "this test needs faketime (Debian package `faketime`; .ci/install-toolchains installs it)"
+    );
+    // `full` is judged too, so the rollout pauses after full promoted.
+    let example = Example::with_plan(|plan| {
+        plan.replace(
+            "rollout-percent = 100\n",
+            "rollout-percent = 100\ninconclusive = \"inconclusive\"\nvalidators = [{ plugin = \"slo-gate\" }]\n",
+        )
+    });
+    let paused = example.start("late", "canary-missing-metrics");
+    assert_eq!(paused.status.code(), Some(4), "{}", describe(&paused));
+    for (by, role) in [("alice", "security"), ("lee", "data-steward")] {
+        example.cairn(&["rollout", "approve", "late", "--by", by, "--role", role]);
+    }
+    assert_eq!(example.status("late")["pause"]["checkpoint"], "full");
+
+    // 31 minutes later (by the clock cairn sees), an abort: full's rollback
+    // window (30 min) has passed, so cairn asks before rolling back.
+    let later = |args: &[&str]| {
+        let mut command = Command::new("faketime");
+        command
+            .args(["-f", "+31m", env!("CARGO_BIN_EXE_cairn-cli")])
+            .args(args)
+            .env("CAIRN_STATE_DIR", example.state_dir())
+            .env("CAIRN_CACHE_DIR", cairn_tests::shared_cache_dir())
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("NO_COLOR", "1");
+        cairn_tests::run_bounded(&mut command, cairn_tests::SUBPROCESS_BOUND)
+    };
+    let abort = later(&[
+        "rollout",
+        "abort",
+        "late",
+        "--by",
+        "bob",
+        "--reason",
+        "customer escalation",
+    ]);
+    assert_eq!(abort.status.code(), Some(4), "{}", describe(&abort));
+    let stdout = String::from_utf8_lossy(&abort.stdout);
+    assert!(
+        stdout.contains("past its rollback window; approve to roll back"),
+        "{stdout}"
+    );
+    assert!(
+        !example
+            .hook_runs()
+            .iter()
+            .any(|(key, _, _)| key == "late/full/rollback"),
+        "nothing rolled back before the approval"
+    );
+    let approve = later(&["rollout", "approve", "late", "--by", "ari", "--role", "any"]);
+    assert_eq!(
+        approve.status.code(),
+        Some(1),
+        "rolled back and verified: {}",
+        describe(&approve)
+    );
+    let rolled_back: Vec<String> = example
+        .hook_runs()
+        .into_iter()
+        .filter(|(_, _, action)| action.starts_with("weight 0") || action.starts_with("undeploy"))
+        .map(|(key, _, _)| key)
+        .collect();
+    assert_eq!(
+        rolled_back,
+        [
+            "late/full/rollback",
+            "late/canary/rollback",
+            "late/staging/rollback"
+        ],
+        "newest first"
+    );
+}

@@ -916,7 +916,9 @@ async fn rollback_step(
         .state
         .was_cleared(&name, PauseReason::RollbackWindow)
     {
-        let settings = rollout_settings(inputs.rollout_plan, &rollback.start.checkpoint);
+        // The pause is the undone checkpoint's: its approvers, its owners,
+        // and the name the approval clears.
+        let settings = rollout_settings(inputs.rollout_plan, &name);
         pause(
             session,
             &settings,
