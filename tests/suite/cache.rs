@@ -254,3 +254,174 @@ fn a_component_refused_at_detection_is_not_cached() {
     );
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
 }
+
+/// `cairn cache ARGS...` with its own compile cache directory.
+fn cache_command(cache: &Path, args: &[&str]) -> Output {
+    let mut command = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"));
+    command
+        .env("CAIRN_CACHE_DIR", cache)
+        .arg("cache")
+        .args(args);
+    cairn_tests::run_bounded(&mut command, cairn_tests::SUBPROCESS_BOUND)
+}
+
+/// The wasm digest a seal records.
+fn sealed_wasm(seal: &Path) -> String {
+    let text = std::fs::read_to_string(seal).expect("seal is text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("wasm "))
+        .expect("seal names its wasm")
+        .to_owned()
+}
+
+/// Sets when an entry was last used (its seal's modification time).
+fn set_last_use(seal: &Path, ago: std::time::Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(seal)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn cache_ls_lists_the_entries_of_two_loaded_plugins() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    for plugin in [guests::NO_DELETES, guests::WELL_FORMED] {
+        validate_with_cache(cache.path(), plugin);
+    }
+    let (_, no_deletes_seal) = entry_of(cache.path(), guests::NO_DELETES);
+    let (_, well_formed_seal) = entry_of(cache.path(), guests::WELL_FORMED);
+    set_last_use(
+        &no_deletes_seal,
+        std::time::Duration::from_secs(3 * 3600 + 60),
+    );
+    let digests = [
+        sealed_wasm(&no_deletes_seal),
+        sealed_wasm(&well_formed_seal),
+    ];
+
+    let output = cache_command(cache.path(), &["ls"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for digest in &digests {
+        let row = stdout
+            .lines()
+            .find(|line| line.contains(&digest[..12]))
+            .unwrap_or_else(|| panic!("a row for {digest}: {stdout}"));
+        assert!(row.trim_end().ends_with("ok"), "{row}");
+        assert!(row.contains("KiB") || row.contains("MiB"), "{row}");
+    }
+    assert!(stdout.contains("3 h ago"), "{stdout}");
+    assert!(stdout.contains("2 entries, "), "{stdout}");
+
+    let output = cache_command(cache.path(), &["ls", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let entries = json["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{json:#}");
+    let mut listed: Vec<&str> = entries
+        .iter()
+        .map(|e| e["wasm_sha256"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = digests.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for entry in entries {
+        assert_eq!(entry["status"], "ok");
+        assert_eq!(entry["this_engine"], true);
+        assert!(
+            entry["last_use"].as_str().unwrap().ends_with('Z'),
+            "{entry}"
+        );
+    }
+    let total: u64 = entries.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(json["total_bytes"].as_u64(), Some(total));
+}
+
+#[test]
+fn cache_prune_max_size_keeps_the_most_recently_used() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let (old_artifact, old_seal) = entry_of(cache.path(), guests::NO_DELETES);
+    let (new_artifact, new_seal) = entry_of(cache.path(), guests::WELL_FORMED);
+    set_last_use(&old_seal, std::time::Duration::from_secs(2 * 3600));
+    set_last_use(&new_seal, std::time::Duration::from_secs(60));
+    let size = |path: &Path| std::fs::metadata(path).unwrap().len();
+    let newest = size(&new_artifact) + size(&new_seal);
+
+    let limit = format!("{newest}B");
+    let output = cache_command(cache.path(), &["prune", "--max-size", &limit]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        !old_artifact.exists() && !old_seal.exists(),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        new_artifact.exists() && new_seal.exists(),
+        "{}",
+        describe(&output)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("over max size"), "{stdout}");
+    assert!(stdout.contains("removed 1 entry"), "{stdout}");
+
+    // What is left still loads from disk.
+    let output = validate_with_cache(cache.path(), guests::WELL_FORMED);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("discarding"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn cache_prune_dry_run_removes_nothing() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    entry_of(cache.path(), guests::NO_DELETES);
+    let before = listing(cache.path());
+    let output = cache_command(cache.path(), &["prune", "--all", "--dry-run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("would remove 1 entry"), "{stdout}");
+    assert_eq!(listing(cache.path()), before, "nothing removed");
+
+    let output = cache_command(cache.path(), &["prune", "--all"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(listing(cache.path()).is_empty(), "{}", describe(&output));
+}
+
+#[test]
+fn cache_prune_with_a_bad_size_or_duration_is_a_usage_error() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    for args in [
+        ["prune", "--max-size", "12parsecs"],
+        ["prune", "--max-size", "GiB"],
+        ["prune", "--older-than", "soon"],
+    ] {
+        let output = cache_command(cache.path(), &args);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(args[2]),
+            "{}",
+            describe(&output)
+        );
+    }
+}

@@ -94,6 +94,9 @@ pub(crate) enum Command {
     /// Verify or print a rollout journal.
     #[command(subcommand)]
     Journal(crate::cli::rollout::JournalCommand),
+    /// List or prune the on-disk compile cache (sizes, last use, orphans).
+    #[command(subcommand, long_about = crate::cli::cache::CACHE_ABOUT)]
+    Cache(crate::cli::cache::CacheCommand),
 }
 
 pub(crate) const CHECK_ABOUT: &str = "\

@@ -3,6 +3,7 @@
 //! and maps every error to a documented exit code in one place (`exit`).
 
 mod args;
+mod cache;
 pub mod exit;
 mod experiment;
 mod rollout;
@@ -158,6 +159,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             tokio.block_on(rollout::run(&runtime, command))
         }
         Command::Journal(command) => rollout::journal_command(command),
+        Command::Cache(command) => cache::run(command, cli.no_cache),
         Command::Plugin(PluginCommand::New {
             name,
             lang,

@@ -18,6 +18,12 @@
 //!   artifact copied over this one is discarded and recompiled;
 //! - temporary files a killed writer left behind are removed on open.
 //!
+//! Each successful load sets its seal's modification time, so the seal
+//! records the entry's last use: [`CompileCache::entries`] lists entries
+//! with it (for `cairn cache ls`) and [`CompileCache::prune`] evicts by it
+//! (`cairn cache prune`), also removing entries that can never be loaded
+//! (no seal, no artifact, a bad seal) but never a write in progress.
+//!
 //! Why not wasmtime's built-in cache: it cannot tell the caller whether a
 //! load was a hit (which `cairn plugin inspect` and the tests need), it
 //! maps artifacts without authenticating them, and it adds a background
@@ -120,6 +126,10 @@ enum Rejected {
 pub struct CompileCache {
     dir: PathBuf,
     engine_fingerprint: String,
+    /// Fingerprints of other engines of this cairn whose entries
+    /// [`CompileCache::entries`] lists as current (see
+    /// [`CompileCache::also_current`]).
+    also_current: Vec<String>,
 }
 
 /// Feeds `Hash` output into SHA-256, so the engine fingerprint is stable
@@ -192,13 +202,23 @@ impl CompileCache {
             .map_err(CacheDirError::Io)?;
         check_private(&dir)?;
         remove_stale_temp_files(&dir);
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.write(ARTIFACT_FORMAT);
         Ok(Self {
             dir,
-            engine_fingerprint: hex::encode(hasher.0.finalize()),
+            engine_fingerprint: engine_fingerprint(engine),
+            also_current: Vec::new(),
         })
+    }
+
+    /// Entries compiled by `engine` (e.g. the same runtime with fuel
+    /// metering on) also count as current in [`CompileCache::entries`]
+    /// and [`CompileCache::prune`]; loads still use only the engine the
+    /// cache was opened with.
+    pub fn also_current(mut self, engine: &Engine) -> Self {
+        let fingerprint = engine_fingerprint(engine);
+        if fingerprint != self.engine_fingerprint && !self.also_current.contains(&fingerprint) {
+            self.also_current.push(fingerprint);
+        }
+        self
     }
 
     /// The cache directory from the environment: `$CAIRN_CACHE_DIR`, else
@@ -260,7 +280,10 @@ impl CompileCache {
             return None;
         }
         match self.verified_load(engine, wasm_sha256, &path, &seal_path) {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                touch(&seal_path);
+                Some(component)
+            }
             Err(reason) => {
                 tracing::warn!(
                     path = %path.display(),
@@ -362,6 +385,31 @@ impl CompileCache {
     }
 }
 
+/// The fingerprint of `engine`'s artifacts: its compatibility hash
+/// (wasmtime version and code-generation settings) and cairn's artifact
+/// format.
+fn engine_fingerprint(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.write(ARTIFACT_FORMAT);
+    hex::encode(hasher.0.finalize())
+}
+
+/// Records a use of an entry: sets its seal's modification time to now
+/// (read back as the entry's last use). Best effort: a failure only makes
+/// the entry look older to `cairn cache prune`.
+fn touch(seal_path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let touched = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(seal_path)
+        .and_then(|file| file.set_modified(SystemTime::now()));
+    if let Err(err) = touched {
+        tracing::debug!(path = %seal_path.display(), error = %err, "cannot record the use of a compile cache entry");
+    }
+}
+
 /// The effective user id of this process.
 fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -435,6 +483,384 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, Rejected> {
     let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// What an entry of the cache is (`cairn cache ls` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryStatus {
+    /// Sealed for this cairn's engine: loads use it.
+    Ok,
+    /// Sealed for another engine (another cairn or wasmtime version, or
+    /// other code-generation settings): this cairn never loads it.
+    OtherEngine,
+    /// An artifact without a seal: left by a cairn from before seals (an
+    /// older artifact format) or by a writer that died, or being written
+    /// right now (then younger than the stale age, and kept).
+    NoSeal,
+    /// A seal without its artifact.
+    NoArtifact,
+    /// A seal that cannot be read or is not one.
+    BadSeal,
+    /// An artifact that is not a regular file, or whose size is not the one
+    /// its seal records.
+    Damaged,
+}
+
+impl EntryStatus {
+    /// Whether the entry can never be loaded as it is: `prune` always
+    /// removes it (a load would discard it anyway).
+    pub fn is_orphan(self) -> bool {
+        !matches!(self, EntryStatus::Ok | EntryStatus::OtherEngine)
+    }
+
+    /// A few words for a table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EntryStatus::Ok => "ok",
+            EntryStatus::OtherEngine => "other engine",
+            EntryStatus::NoSeal => "no seal",
+            EntryStatus::NoArtifact => "no artifact",
+            EntryStatus::BadSeal => "bad seal",
+            EntryStatus::Damaged => "damaged",
+        }
+    }
+}
+
+/// One key of the cache: an artifact and its seal, or what is left of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The file name without `.cwasm`/`.seal`.
+    pub key: String,
+    /// The sha256 (hex) of the wasm it was compiled for, from its seal.
+    pub wasm_sha256: Option<String>,
+    pub status: EntryStatus,
+    /// Bytes of the artifact on disk (0 without one).
+    pub artifact_bytes: u64,
+    /// Bytes of the seal on disk (0 without one).
+    pub seal_bytes: u64,
+    /// When a load last used it (its seal's modification time; without a
+    /// seal, when the artifact was written).
+    pub last_use: Option<SystemTime>,
+}
+
+impl CacheEntry {
+    /// Bytes on disk: artifact and seal.
+    pub fn bytes(&self) -> u64 {
+        self.artifact_bytes + self.seal_bytes
+    }
+
+    /// Whether this cairn loads it (sealed for its engine).
+    pub fn this_engine(&self) -> bool {
+        self.status == EntryStatus::Ok
+    }
+
+    /// A seal-less artifact younger than the stale age: another process
+    /// may be writing its seal.
+    fn in_progress(&self, now: SystemTime) -> bool {
+        self.status == EntryStatus::NoSeal && is_young(self.last_use, now)
+    }
+}
+
+/// A temporary file a writer renames into place (`.cairn-tmp-*`, or `.tmp*`
+/// from cairn before format 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempFile {
+    pub name: String,
+    pub bytes: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// What `prune` removes besides orphans and stale temporary files (always
+/// removed). Entries another process may be writing are always kept.
+#[derive(Debug, Clone, Default)]
+pub struct PrunePolicy {
+    /// Remove entries not used for at least this long.
+    pub older_than: Option<Duration>,
+    /// Then remove the least recently used entries until the cache holds
+    /// at most this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Remove every entry.
+    pub all: bool,
+    /// Remove nothing; report what would go.
+    pub dry_run: bool,
+}
+
+/// Why `prune` removed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneReason {
+    /// An entry that can never be loaded (see [`EntryStatus::is_orphan`]).
+    Orphan,
+    /// A temporary file a writer that died left behind.
+    StaleTemp,
+    /// Not used for longer than `older_than`.
+    Unused,
+    /// Least recently used, over `max_bytes`.
+    OverSize,
+    /// `all` was asked for.
+    All,
+}
+
+impl PruneReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PruneReason::Orphan => "orphan",
+            PruneReason::StaleTemp => "stale temp file",
+            PruneReason::Unused => "unused",
+            PruneReason::OverSize => "over max size",
+            PruneReason::All => "all",
+        }
+    }
+}
+
+/// One thing `prune` removed (or would remove, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// The entry's key, or the temporary file's name.
+    pub name: String,
+    /// The entry's status (`None` for a temporary file).
+    pub status: Option<EntryStatus>,
+    pub reason: PruneReason,
+    pub bytes: u64,
+    pub last_use: Option<SystemTime>,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub removed: Vec<Pruned>,
+    /// Bytes removed (or that would be, in a dry run).
+    pub freed_bytes: u64,
+    /// Entries left, and their bytes (in-progress writes included).
+    pub kept_entries: usize,
+    pub kept_bytes: u64,
+    /// Temporary files and seal-less artifacts younger than the stale age,
+    /// left for the process that may be writing them.
+    pub in_progress: usize,
+    pub dry_run: bool,
+}
+
+/// Whether `time` is less than [`STALE_TEMP_AGE`] before `now` (or after
+/// it: a clock moved back).
+fn is_young(time: Option<SystemTime>, now: SystemTime) -> bool {
+    match time {
+        Some(time) => now
+            .duration_since(time)
+            .map_or(true, |age| age < STALE_TEMP_AGE),
+        None => false,
+    }
+}
+
+/// The files of one key found in the directory.
+#[derive(Default)]
+struct Parts {
+    artifact: Option<fs::Metadata>,
+    seal: Option<fs::Metadata>,
+}
+
+impl CompileCache {
+    /// Every entry of the cache, sorted by key: each artifact and seal,
+    /// with what its seal says (read, never the artifact: listing a cache
+    /// of large plugins stays fast). Files that are neither are ignored.
+    pub fn entries(&self) -> std::io::Result<Vec<CacheEntry>> {
+        Ok(self.scan()?.0)
+    }
+
+    /// The temporary files in the cache directory.
+    pub fn temp_files(&self) -> std::io::Result<Vec<TempFile>> {
+        Ok(self.scan()?.1)
+    }
+
+    fn is_current_engine(&self, fingerprint: &str) -> bool {
+        fingerprint == self.engine_fingerprint || self.also_current.iter().any(|f| f == fingerprint)
+    }
+
+    fn scan(&self) -> std::io::Result<(Vec<CacheEntry>, Vec<TempFile>)> {
+        let mut keys: std::collections::BTreeMap<String, Parts> = Default::default();
+        let mut temps = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            // Names cairn writes are ASCII; anything else is not ours.
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            if meta.is_dir() {
+                continue;
+            }
+            if name.starts_with(TEMP_PREFIX) || name.starts_with(".tmp") {
+                temps.push(TempFile {
+                    bytes: meta.len(),
+                    modified: meta.modified().ok(),
+                    name,
+                });
+            } else if let Some(key) = name.strip_suffix(".cwasm").filter(|k| !k.is_empty()) {
+                keys.entry(key.to_owned()).or_default().artifact = Some(meta);
+            } else if let Some(key) = name.strip_suffix(".seal").filter(|k| !k.is_empty()) {
+                keys.entry(key.to_owned()).or_default().seal = Some(meta);
+            }
+        }
+        temps.sort_by(|a, b| a.name.cmp(&b.name));
+        let entries = keys
+            .into_iter()
+            .map(|(key, parts)| self.entry(key, parts))
+            .collect();
+        Ok((entries, temps))
+    }
+
+    fn entry(&self, key: String, parts: Parts) -> CacheEntry {
+        let seal = parts.seal.as_ref().map(|_| {
+            read_regular_file(&self.dir.join(format!("{key}.seal")), MAX_SEAL_BYTES)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| Seal::parse(&text))
+        });
+        let status = match (&parts.artifact, &seal) {
+            (None, _) => EntryStatus::NoArtifact,
+            (Some(_), None) => EntryStatus::NoSeal,
+            (Some(_), Some(None)) => EntryStatus::BadSeal,
+            (Some(artifact), Some(Some(seal))) => {
+                if !artifact.is_file() || artifact.len() != seal.size {
+                    EntryStatus::Damaged
+                } else if self.is_current_engine(&seal.engine) {
+                    EntryStatus::Ok
+                } else {
+                    EntryStatus::OtherEngine
+                }
+            }
+        };
+        let size = |meta: &Option<fs::Metadata>| meta.as_ref().map_or(0, fs::Metadata::len);
+        CacheEntry {
+            wasm_sha256: seal.flatten().map(|seal| seal.wasm),
+            status,
+            artifact_bytes: size(&parts.artifact),
+            seal_bytes: size(&parts.seal),
+            last_use: parts
+                .seal
+                .as_ref()
+                .or(parts.artifact.as_ref())
+                .and_then(|meta| meta.modified().ok()),
+            key,
+        }
+    }
+
+    /// Removes orphans (entries that can never be loaded) and stale
+    /// temporary files, then what `policy` asks for: entries unused for
+    /// `older_than`, then the least recently used ones until at most
+    /// `max_bytes` are left, or every entry with `all`. Never removes what
+    /// another process may be writing (temporary files and seal-less
+    /// artifacts younger than the stale age). A dry run removes nothing.
+    pub fn prune(&self, policy: &PrunePolicy) -> std::io::Result<PruneReport> {
+        let now = SystemTime::now();
+        let (entries, temps) = self.scan()?;
+        let mut report = PruneReport {
+            dry_run: policy.dry_run,
+            ..PruneReport::default()
+        };
+        let mut removed = Vec::new();
+        for temp in temps {
+            if is_young(temp.modified, now) {
+                report.in_progress += 1;
+                continue;
+            }
+            removed.push(Pruned {
+                name: temp.name,
+                status: None,
+                reason: PruneReason::StaleTemp,
+                bytes: temp.bytes,
+                last_use: temp.modified,
+            });
+        }
+        let unused = |entry: &CacheEntry| {
+            policy.older_than.is_some_and(|limit| {
+                let last_use = entry.last_use.unwrap_or(SystemTime::UNIX_EPOCH);
+                now.duration_since(last_use).is_ok_and(|age| age >= limit)
+            })
+        };
+        let mut kept = Vec::new();
+        let mut in_progress_bytes = 0;
+        for entry in entries {
+            let reason = if entry.in_progress(now) {
+                report.in_progress += 1;
+                in_progress_bytes += entry.bytes();
+                continue;
+            } else if entry.status.is_orphan() {
+                PruneReason::Orphan
+            } else if policy.all {
+                PruneReason::All
+            } else if unused(&entry) {
+                PruneReason::Unused
+            } else {
+                kept.push(entry);
+                continue;
+            };
+            removed.push(pruned(entry, reason));
+        }
+        if let Some(max) = policy.max_bytes {
+            // Least recently used first; no time at all counts as oldest.
+            kept.sort_by_key(|entry| (entry.last_use, entry.key.clone()));
+            let mut total = in_progress_bytes + kept.iter().map(CacheEntry::bytes).sum::<u64>();
+            let mut still_kept = Vec::new();
+            for entry in kept {
+                if total > max {
+                    total -= entry.bytes();
+                    removed.push(pruned(entry, PruneReason::OverSize));
+                } else {
+                    still_kept.push(entry);
+                }
+            }
+            kept = still_kept;
+        }
+        if !policy.dry_run {
+            for item in &removed {
+                self.remove(item)?;
+            }
+        }
+        report.freed_bytes = removed.iter().map(|item| item.bytes).sum();
+        report.kept_entries = kept.len() + report.in_progress;
+        report.kept_bytes = in_progress_bytes + kept.iter().map(CacheEntry::bytes).sum::<u64>();
+        report.removed = removed;
+        Ok(report)
+    }
+
+    /// Removes an entry (seal first, so no load can verify a half-removed
+    /// one) or a temporary file; one already gone is not an error.
+    fn remove(&self, item: &Pruned) -> std::io::Result<()> {
+        let paths = match item.status {
+            None => vec![self.dir.join(&item.name)],
+            Some(_) => vec![
+                self.dir.join(format!("{}.seal", item.name)),
+                self.dir.join(format!("{}.cwasm", item.name)),
+            ],
+        };
+        for path in paths {
+            match fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(std::io::Error::new(
+                        err.kind(),
+                        format!("cannot remove {}: {err}", path.display()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pruned(entry: CacheEntry, reason: PruneReason) -> Pruned {
+    Pruned {
+        bytes: entry.bytes(),
+        status: Some(entry.status),
+        reason,
+        last_use: entry.last_use,
+        name: entry.key,
+    }
 }
 
 #[cfg(test)]
@@ -529,5 +955,262 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(read_regular_file(&link, 10), Err(Rejected::Io(_))));
+    }
+
+    /// A cache on a fresh private directory with an entry of `size` bytes
+    /// for each wasm named in `names`, each last used `hours_ago` ago.
+    fn cache_with(entries: &[(&str, usize, u64)]) -> (tempfile::TempDir, CompileCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path(), &Engine::default()).unwrap();
+        for &(name, size, hours_ago) in entries {
+            let digest = Sha256Digest::of(name.as_bytes());
+            cache.store(&digest, &vec![7; size]).unwrap();
+            set_last_use(&cache, name, hours_ago);
+        }
+        (dir, cache)
+    }
+
+    fn set_last_use(cache: &CompileCache, name: &str, hours_ago: u64) {
+        let seal = cache.seal_path(&Sha256Digest::of(name.as_bytes()));
+        File::options()
+            .write(true)
+            .open(seal)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(hours_ago * 3600))
+            .unwrap();
+    }
+
+    fn key_of(cache: &CompileCache, name: &str) -> String {
+        let path = cache.artifact_path(&Sha256Digest::of(name.as_bytes()));
+        path.file_stem().unwrap().to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn entries_list_what_each_seal_says_and_a_load_records_its_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = CompileCache::open(dir.path(), &engine).unwrap();
+        let wasm = wat::parse_str("(component (core module (func (export \"f\"))))").unwrap();
+        let digest = Sha256Digest::of(&wasm);
+        cache.compile_and_store(&engine, &wasm, &digest).unwrap();
+
+        let entries = cache.entries().unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let entry = &entries[0];
+        assert_eq!(entry.status, EntryStatus::Ok);
+        assert!(entry.this_engine());
+        assert_eq!(entry.wasm_sha256.as_deref(), Some(digest.to_hex().as_str()));
+        let artifact = fs::metadata(cache.artifact_path(&digest)).unwrap().len();
+        let seal = fs::metadata(cache.seal_path(&digest)).unwrap().len();
+        assert_eq!(entry.bytes(), artifact + seal);
+        assert_eq!(
+            format!("{}.cwasm", entry.key),
+            cache
+                .artifact_path(&digest)
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+        );
+
+        // A load moves the last use forward.
+        let old = SystemTime::now() - Duration::from_secs(3 * 86400);
+        File::options()
+            .write(true)
+            .open(cache.seal_path(&digest))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(cache.entries().unwrap()[0].last_use, Some(old));
+        assert!(cache.load(&engine, &digest).is_some());
+        let last_use = cache.entries().unwrap()[0].last_use.unwrap();
+        assert!(last_use > old + Duration::from_secs(86400), "{last_use:?}");
+
+        // Another engine (fuel metering changes the code) sees it as
+        // another engine's, unless told that engine is current too.
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let metered = Engine::new(&config).unwrap();
+        let other = CompileCache::open(dir.path(), &metered).unwrap();
+        assert_eq!(other.entries().unwrap()[0].status, EntryStatus::OtherEngine);
+        let both = other.also_current(&engine);
+        assert_eq!(both.entries().unwrap()[0].status, EntryStatus::Ok);
+    }
+
+    #[test]
+    fn max_size_evicts_the_least_recently_used_first() {
+        let (_dir, cache) = cache_with(&[("new", 1000, 1), ("old", 1000, 5), ("mid", 1000, 3)]);
+        let entries = cache.entries().unwrap();
+        let each = entries[0].bytes();
+        let report = cache
+            .prune(&PrunePolicy {
+                max_bytes: Some(2 * each + each / 2),
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        let removed: Vec<_> = report.removed.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(removed, [key_of(&cache, "old")]);
+        assert_eq!(report.removed[0].reason, PruneReason::OverSize);
+        assert_eq!(report.freed_bytes, each);
+        assert_eq!((report.kept_entries, report.kept_bytes), (2, 2 * each));
+        let left: Vec<_> = cache
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        let mut expected = vec![key_of(&cache, "new"), key_of(&cache, "mid")];
+        expected.sort();
+        assert_eq!(left, expected);
+
+        // Using "mid" less recently than "new" makes it the next to go.
+        let report = cache
+            .prune(&PrunePolicy {
+                max_bytes: Some(each),
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        assert_eq!(report.removed.len(), 1);
+        assert_eq!(report.removed[0].name, key_of(&cache, "mid"));
+        assert!(cache.contains(&Sha256Digest::of(b"new")));
+    }
+
+    #[test]
+    fn older_than_removes_entries_unused_that_long_and_all_removes_every_entry() {
+        let (_dir, cache) = cache_with(&[("a", 10, 1), ("b", 10, 48), ("c", 10, 24 * 40)]);
+        let report = cache
+            .prune(&PrunePolicy {
+                older_than: Some(Duration::from_secs(24 * 3600)),
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        let mut removed: Vec<_> = report.removed.iter().map(|r| r.name.clone()).collect();
+        removed.sort();
+        let mut expected = vec![key_of(&cache, "b"), key_of(&cache, "c")];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(
+            report
+                .removed
+                .iter()
+                .all(|r| r.reason == PruneReason::Unused)
+        );
+        assert!(cache.contains(&Sha256Digest::of(b"a")));
+
+        let report = cache
+            .prune(&PrunePolicy {
+                all: true,
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        assert_eq!(report.removed.len(), 1);
+        assert!(cache.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn orphans_and_stale_temp_files_go_and_writes_in_progress_stay() {
+        let (dir, cache) = cache_with(&[("good", 100, 1)]);
+        let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(60);
+        let create = |name: &str, bytes: &[u8], modified: Option<SystemTime>| {
+            let path = dir.path().join(name);
+            fs::write(&path, bytes).unwrap();
+            if let Some(modified) = modified {
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(modified)
+                    .unwrap();
+            }
+            path
+        };
+        // An artifact from before seals, a seal without its artifact, a
+        // seal that is not one, a stale temp file: orphans.
+        let legacy = create("legacy.cwasm", b"old format", Some(old));
+        let lone_seal = create("lone.seal", b"cairn-seal 1\n", None);
+        let bad = create("bad.cwasm", b"x", Some(old));
+        let bad_seal = create("bad.seal", b"not a seal", None);
+        let stale = create(&format!("{TEMP_PREFIX}dead"), b"tmp", Some(old));
+        // An artifact whose seal is being written, a fresh temp file, and a
+        // file that is not the cache's: kept.
+        let landing = create("landing.cwasm", b"new", None);
+        let fresh = create(&format!("{TEMP_PREFIX}live"), b"tmp", None);
+        let other = create("notes.txt", b"mine", Some(old));
+
+        let entries = cache.entries().unwrap();
+        let status = |key: &str| entries.iter().find(|e| e.key == key).unwrap().status;
+        assert_eq!(status("legacy"), EntryStatus::NoSeal);
+        assert_eq!(status("lone"), EntryStatus::NoArtifact);
+        assert_eq!(status("bad"), EntryStatus::BadSeal);
+        assert_eq!(status("landing"), EntryStatus::NoSeal);
+        assert_eq!(entries.len(), 5, "{entries:?}");
+        assert_eq!(cache.temp_files().unwrap().len(), 2);
+
+        let report = cache.prune(&PrunePolicy::default()).unwrap();
+        let mut removed: Vec<_> = report
+            .removed
+            .iter()
+            .map(|r| (r.name.as_str(), r.reason))
+            .collect();
+        removed.sort();
+        let stale_name = format!("{TEMP_PREFIX}dead");
+        let mut expected = vec![
+            (stale_name.as_str(), PruneReason::StaleTemp),
+            ("bad", PruneReason::Orphan),
+            ("legacy", PruneReason::Orphan),
+            ("lone", PruneReason::Orphan),
+        ];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(report.in_progress, 2);
+        for gone in [&legacy, &lone_seal, &bad, &bad_seal, &stale] {
+            assert!(!gone.exists(), "{} removed", gone.display());
+        }
+        for kept in [&landing, &fresh, &other] {
+            assert!(kept.exists(), "{} kept", kept.display());
+        }
+        assert!(cache.contains(&Sha256Digest::of(b"good")));
+
+        // `all` still leaves what may be being written.
+        cache
+            .prune(&PrunePolicy {
+                all: true,
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        assert!(landing.exists() && fresh.exists());
+        assert!(!cache.contains(&Sha256Digest::of(b"good")));
+    }
+
+    #[test]
+    fn a_dry_run_removes_nothing_and_reports_what_would_go() {
+        let (dir, cache) = cache_with(&[("a", 100, 1), ("b", 100, 2)]);
+        fs::write(dir.path().join("orphan.cwasm"), b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(dir.path().join("orphan.cwasm"))
+            .unwrap()
+            .set_modified(SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(1))
+            .unwrap();
+        let listed = |dir: &Path| {
+            let mut names: Vec<_> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listed(dir.path());
+        let report = cache
+            .prune(&PrunePolicy {
+                all: true,
+                dry_run: true,
+                ..PrunePolicy::default()
+            })
+            .unwrap();
+        assert!(report.dry_run);
+        assert_eq!(report.removed.len(), 3);
+        assert!(report.freed_bytes > 200);
+        assert_eq!(listed(dir.path()), before);
     }
 }
