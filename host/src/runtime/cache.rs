@@ -632,7 +632,8 @@ pub struct PruneReport {
     pub removed: Vec<Pruned>,
     /// Bytes removed (or that would be, in a dry run).
     pub freed_bytes: u64,
-    /// Entries left, and their bytes (in-progress writes included).
+    /// Entries left, and their bytes (seal-less artifacts being written
+    /// included; temporary files not).
     pub kept_entries: usize,
     pub kept_bytes: u64,
     /// Temporary files and seal-less artifacts younger than the stale age,
@@ -784,9 +785,11 @@ impl CompileCache {
         };
         let mut kept = Vec::new();
         let mut in_progress_bytes = 0;
+        let mut in_progress_entries = 0;
         for entry in entries {
             let reason = if entry.in_progress(now) {
                 report.in_progress += 1;
+                in_progress_entries += 1;
                 in_progress_bytes += entry.bytes();
                 continue;
             } else if entry.status.is_orphan() {
@@ -822,7 +825,7 @@ impl CompileCache {
             }
         }
         report.freed_bytes = removed.iter().map(|item| item.bytes).sum();
-        report.kept_entries = kept.len() + report.in_progress;
+        report.kept_entries = kept.len() + in_progress_entries;
         report.kept_bytes = in_progress_bytes + kept.iter().map(CacheEntry::bytes).sum::<u64>();
         report.removed = removed;
         Ok(report)
@@ -1163,6 +1166,7 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert_eq!(report.in_progress, 2);
+        assert_eq!(report.kept_entries, 2, "good and landing");
         for gone in [&legacy, &lone_seal, &bad, &bad_seal, &stale] {
             assert!(!gone.exists(), "{} removed", gone.display());
         }
