@@ -14,7 +14,12 @@ use crate::runtime::verdict::Outcome;
 /// One step of a rollout, as recorded. Serialized as the record's `kind`
 /// (kebab-case) and `body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "body", rename_all = "kebab-case")]
+#[serde(
+    tag = "kind",
+    content = "body",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum Event {
     RolloutStarted(Started),
     /// A later run took the rollout up again.
