@@ -332,7 +332,7 @@ fn cache_ls_lists_the_entries_of_two_loaded_plugins() {
     assert_eq!(entries.len(), 2, "{json:#}");
     let mut listed: Vec<&str> = entries
         .iter()
-        .map(|e| e["wasm_sha256"].as_str().unwrap())
+        .map(|e| e["wasm-sha256"].as_str().unwrap())
         .collect();
     listed.sort();
     let mut expected: Vec<&str> = digests.iter().map(String::as_str).collect();
@@ -340,14 +340,14 @@ fn cache_ls_lists_the_entries_of_two_loaded_plugins() {
     assert_eq!(listed, expected);
     for entry in entries {
         assert_eq!(entry["status"], "ok");
-        assert_eq!(entry["this_engine"], true);
+        assert_eq!(entry["this-engine"], true);
         assert!(
-            entry["last_use"].as_str().unwrap().ends_with('Z'),
+            entry["last-use"].as_str().unwrap().ends_with('Z'),
             "{entry}"
         );
     }
     let total: u64 = entries.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
-    assert_eq!(json["total_bytes"].as_u64(), Some(total));
+    assert_eq!(json["total-bytes"].as_u64(), Some(total));
 }
 
 #[test]

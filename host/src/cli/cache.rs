@@ -40,7 +40,7 @@ removes (one younger than 10 minutes is left to the process writing it).
 
 Examples:
   cairn cache ls
-  cairn cache ls --format json | jq '.total_bytes'";
+  cairn cache ls --format json | jq '."total-bytes"'";
 
 pub(crate) const PRUNE_ABOUT: &str = "\
 Remove compile cache entries.
@@ -189,22 +189,22 @@ fn list(cache: &CompileCache, format: ListFormat) -> Result<u8, CliError> {
                 "dir": cache.dir().display().to_string(),
                 "entries": entries.iter().map(|entry| json!({
                     "key": entry.key,
-                    "wasm_sha256": entry.wasm_sha256,
+                    "wasm-sha256": entry.wasm_sha256,
                     "status": entry.status,
-                    "this_engine": entry.this_engine(),
+                    "this-engine": entry.this_engine(),
                     "bytes": entry.bytes(),
-                    "artifact_bytes": entry.artifact_bytes,
-                    "seal_bytes": entry.seal_bytes,
-                    "last_use": rfc3339(entry.last_use),
-                    "last_use_ago": entry.last_use.map(|t| ago(t, now)),
+                    "artifact-bytes": entry.artifact_bytes,
+                    "seal-bytes": entry.seal_bytes,
+                    "last-use": rfc3339(entry.last_use),
+                    "last-use-ago": entry.last_use.map(|t| ago(t, now)),
                 })).collect::<Vec<_>>(),
-                "temp_files": temps.iter().map(|temp| json!({
+                "temp-files": temps.iter().map(|temp| json!({
                     "name": temp.name,
                     "bytes": temp.bytes,
                     "modified": rfc3339(temp.modified),
                 })).collect::<Vec<_>>(),
                 "orphans": orphans,
-                "total_bytes": total,
+                "total-bytes": total,
             });
             println!("{document:#}");
         }
