@@ -40,7 +40,7 @@ removes (one younger than 10 minutes is left to the process writing it).
 
 Examples:
   cairn cache ls
-  cairn cache ls --format json | jq '."total-bytes"'";
+  cairn cache ls --format json | jq '.\"total-bytes\"'";
 
 pub(crate) const PRUNE_ABOUT: &str = "\
 Remove compile cache entries.
