@@ -32,7 +32,9 @@ mod checkpoint;
 mod admission;
 // The `cairn` command line: reports and exit codes.
 mod cli;
+// Findings located only by a JSON pointer get their line and column in every report.
 mod escaping;
+mod locations;
 // `cairn check` with plans: gates, every report format, lock, the example plan.
 mod plans;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.

@@ -10,8 +10,9 @@ use tracing::Instrument;
 
 use crate::check::experiment::ExperimentResult;
 use crate::check::gate::{self, Counted, GateDecision, OnError};
+use crate::check::locate;
 use crate::check::plan::{CheckpointEntry, GateRules, Plan};
-use crate::runtime::call::CallReport;
+use crate::runtime::call::{CallOutcome, CallReport};
 use crate::runtime::change::{Change, Checkpoint};
 use crate::runtime::digest::Sha256Digest;
 use crate::runtime::failure::{Failure, FailureKind};
@@ -120,6 +121,17 @@ pub async fn judge_checkpoint(
             counted,
         });
     }
+    // Before any report is written: findings located only by a pointer
+    // get the line and column of what it names.
+    locate::fill_positions(
+        &change,
+        validators
+            .iter_mut()
+            .filter_map(|validator| match &mut validator.report.outcome {
+                CallOutcome::Completed(verdict) => Some(verdict),
+                _ => None,
+            }),
+    );
     let experiments: Vec<(ExperimentResult, Counted)> = experiments
         .into_iter()
         .map(|result| {

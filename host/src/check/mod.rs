@@ -9,6 +9,7 @@
 //!   `crate::proxy`, their figures handed to the validators as metrics;
 //! - `gate`: where a verdict becomes a gate decision (`on-error`, advisory,
 //!   inconclusive rules);
+//! - `locate`: lines and columns for findings located only by a pointer;
 //! - `report`: the check report and one file per format;
 //! - `lock`: pinning a plan's plugins;
 //! - `source`: building plugins given as Cargo projects.
@@ -16,6 +17,7 @@
 pub mod checkpoint;
 pub mod experiment;
 pub mod gate;
+pub mod locate;
 pub mod lock;
 pub mod plan;
 pub mod report;
