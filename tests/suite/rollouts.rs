@@ -107,6 +107,15 @@ impl Example {
             .collect()
     }
 
+    /// `"<key> <action>"` of every hook run on the platform but notify.
+    fn platform_actions(&self) -> Vec<String> {
+        self.hook_runs()
+            .into_iter()
+            .filter(|(_, _, action)| !action.starts_with("notify"))
+            .map(|(key, _, action)| format!("{key} {action}"))
+            .collect()
+    }
+
     fn journal(&self, id: &str) -> PathBuf {
         self.state_dir().join(format!("{id}.jsonl"))
     }
@@ -162,12 +171,7 @@ fn a_healthy_change_walks_every_checkpoint_to_full() {
     let output = example.start("healthy", "canary-healthy");
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("result: COMPLETED"));
-    let actions: Vec<String> = example
-        .hook_runs()
-        .into_iter()
-        .filter(|(_, _, action)| !action.starts_with("notify"))
-        .map(|(key, _, action)| format!("{key} {action}"))
-        .collect();
+    let actions = example.platform_actions();
     assert_eq!(
         actions,
         [
@@ -211,12 +215,7 @@ fn a_failing_canary_rolls_back_newest_first_and_verifies_the_baseline() {
         stdout.contains("result: ROLLED BACK (verified)"),
         "{stdout}"
     );
-    let actions: Vec<String> = example
-        .hook_runs()
-        .into_iter()
-        .filter(|(_, _, action)| !action.starts_with("notify"))
-        .map(|(key, _, action)| format!("{key} {action}"))
-        .collect();
+    let actions = example.platform_actions();
     assert_eq!(
         actions,
         [

@@ -643,7 +643,14 @@ fn status_human(state: &RolloutState) -> String {
         let hooks: Vec<String> = checkpoint
             .hooks
             .iter()
-            .map(|(kind, hook)| format!("{} {}", hook_word(*kind), hook_state_word(hook)))
+            .map(|(kind, hook)| {
+                // People read the failures first: shouted, and words spaced.
+                let word = match hook_state_word(hook) {
+                    "failed" => "FAILED".to_owned(),
+                    word => word.replace('-', " "),
+                };
+                format!("{} {word}", hook_word(*kind))
+            })
             .collect();
         out.push_str(&format!(
             "    {:<14} {:<18} {}\n",
@@ -693,15 +700,14 @@ fn status_human(state: &RolloutState) -> String {
 fn hook_state_word(hook: &crate::rollout::state::HookState) -> &'static str {
     use crate::rollout::state::HookState;
     match hook {
-        HookState::NotStarted => "not run",
+        HookState::NotStarted => "not-run",
         HookState::Started { .. } => "interrupted",
         HookState::Finished { ok: true, .. } => "ok",
-        HookState::Finished { ok: false, .. } => "FAILED",
+        HookState::Finished { ok: false, .. } => "failed",
     }
 }
 
 fn status_json(state: &RolloutState) -> serde_json::Value {
-    use crate::rollout::state::HookState;
     let checkpoints: Vec<serde_json::Value> = state
         .checkpoints
         .iter()
@@ -710,13 +716,10 @@ fn status_json(state: &RolloutState) -> serde_json::Value {
                 .hooks
                 .iter()
                 .map(|(kind, hook)| {
-                    let word = match hook {
-                        HookState::NotStarted => "not-run",
-                        HookState::Started { .. } => "interrupted",
-                        HookState::Finished { ok: true, .. } => "ok",
-                        HookState::Finished { ok: false, .. } => "failed",
-                    };
-                    (hook_word(*kind).to_owned(), serde_json::Value::from(word))
+                    (
+                        hook_word(*kind).to_owned(),
+                        serde_json::Value::from(hook_state_word(hook)),
+                    )
                 })
                 .collect();
             serde_json::json!({

@@ -85,14 +85,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// The record kind of this event (`rollout-started`, ...).
-    pub fn kind(&self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-            .unwrap_or_default()
-    }
-
     /// `(kind, body)` for the journal.
     pub fn to_record_parts(&self) -> (String, serde_json::Value) {
         let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
