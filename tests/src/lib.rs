@@ -9,6 +9,9 @@ use cairn_host::{Runtime, RuntimeConfig};
 /// A small real upstream (plain and TLS) for the fault-proxy tests.
 pub mod upstream;
 
+/// A real PostgreSQL server per test, for the rollout store's tests.
+pub mod postgres;
+
 /// Paths of the wasm guests, one constant per guest.
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));

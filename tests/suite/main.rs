@@ -58,3 +58,7 @@ mod journal;
 // Rollout hooks: commands and webhooks, retries with one idempotency key,
 // timeouts that kill the process group, Retry-After, capped escaped output.
 mod hooks;
+// The PostgreSQL rollout store on a real server: file-identical lines, tampering
+// named, leases (no append without one, takeover only after expiry), no forked
+// chain under concurrent appends, claimable rollouts, concurrent migrate.
+mod pg_store;

@@ -431,7 +431,7 @@ impl Journal {
                 len: 0,
                 unusable: false,
             };
-            journal.append(CREATED_KIND, None, serde_json::json!({ "format": FORMAT }))?;
+            journal.append(CREATED_KIND, None, created_body())?;
             match std::fs::hard_link(&temp, path) {
                 Ok(()) => Ok(journal),
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -593,26 +593,25 @@ impl Journal {
                 path: self.path.clone(),
             });
         }
-        let record = Record {
-            seq: self.last_seq + 1,
-            prev: hex::encode(self.last_hash),
-            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            rollout: self.rollout.clone(),
-            kind: kind.to_owned(),
-            key: key.map(str::to_owned),
+        let (record, line) = next_line(
+            &self.rollout,
+            self.last_seq,
+            &self.last_hash,
+            kind,
+            key,
             body,
-        };
-        let line = seal(&record).map_err(|err| JournalError::Io {
-            path: self.path.clone(),
-            source: io::Error::other(err),
-        })?;
-        if line.len() > MAX_RECORD_BYTES {
-            return Err(JournalError::RecordTooLarge {
+        )
+        .map_err(|err| match err {
+            LineError::Json(err) => JournalError::Io {
                 path: self.path.clone(),
-                size: line.len(),
-                limit: MAX_RECORD_BYTES,
-            });
-        }
+                source: io::Error::other(err),
+            },
+            LineError::TooLarge { size, limit } => JournalError::RecordTooLarge {
+                path: self.path.clone(),
+                size,
+                limit,
+            },
+        })?;
         if self.len + line.len() as u64 > MAX_JOURNAL_BYTES {
             return Err(JournalError::TooLarge {
                 path: self.path.clone(),
@@ -644,7 +643,7 @@ impl Journal {
     fn commit(&mut self, record: Record, line: &[u8]) -> Record {
         self.unusable = false;
         self.last_seq = record.seq;
-        self.last_hash = Sha256::digest(&line[..line.len() - 1]).into();
+        self.last_hash = line_hash(line);
         self.len += line.len() as u64;
         record
     }
@@ -733,6 +732,86 @@ pub fn render(records: &[Record]) -> String {
         ));
     }
     out
+}
+
+/// Why [`next_line`] could not make a record's line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("cannot serialize the record")]
+    Json(#[source] serde_json::Error),
+    #[error("a record of {size} bytes is larger than the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// The record that follows record `last_seq` (whose line hashes to
+/// `last_hash`; 0 and zeros before record 1) in `rollout`'s journal, and its
+/// line, `\n` included, exactly as [`Journal::append`] writes it: stamped
+/// now, sealed with its CRC, within [`MAX_RECORD_BYTES`]. For stores other
+/// than a file (the PostgreSQL store keeps these exact bytes).
+pub fn next_line(
+    rollout: &str,
+    last_seq: u64,
+    last_hash: &[u8; 32],
+    kind: &str,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> Result<(Record, Vec<u8>), LineError> {
+    let record = Record {
+        seq: last_seq + 1,
+        prev: hex::encode(last_hash),
+        at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        rollout: rollout.to_owned(),
+        kind: kind.to_owned(),
+        key: key.map(str::to_owned),
+        body,
+    };
+    let line = seal(&record).map_err(LineError::Json)?;
+    if line.len() > MAX_RECORD_BYTES {
+        return Err(LineError::TooLarge {
+            size: line.len(),
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok((record, line))
+}
+
+/// The body of record 1 (kind [`CREATED_KIND`]), as [`Journal::create`]
+/// writes it.
+pub fn created_body() -> serde_json::Value {
+    serde_json::json!({ "format": FORMAT })
+}
+
+/// The hash the next record's `prev` names: the SHA-256 of `line` without
+/// its trailing `\n` (if any).
+pub fn line_hash(line: &[u8]) -> [u8; 32] {
+    Sha256::digest(line.strip_suffix(b"\n").unwrap_or(line)).into()
+}
+
+/// Checks one stored record line, `\n` included (as [`next_line`] made
+/// it), as record `expected` of `rollout`'s journal, after a record whose
+/// line hashes to `prev_hash` (zeros for record 1): the same checks as
+/// [`verify`] makes on a file's lines (checksum, JSON and fields, sequence,
+/// chain, rollout, record 1's kind). A line that does not end with its one
+/// `\n` is damaged: [`BrokenReason::Checksum`] (the checksum does not cover
+/// the `\n`; in a file such a line could not be whole). The [`Broken`] names
+/// `expected` as its line.
+pub fn check_record_line(
+    line: &[u8],
+    expected: u64,
+    prev_hash: &[u8; 32],
+    rollout: &str,
+) -> Result<Record, Broken> {
+    match line.strip_suffix(b"\n") {
+        Some(content) if !content.contains(&b'\n') => {
+            check_line::<serde_json::Value>(content, expected, prev_hash, Some(rollout))
+                .map(Line::into_record)
+        }
+        _ => Err(Broken {
+            line: expected,
+            seq: None,
+            reason: BrokenReason::Checksum,
+        }),
+    }
 }
 
 /// The line of `record` (with its `crc` and `\n`).

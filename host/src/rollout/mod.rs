@@ -7,5 +7,6 @@
 pub mod engine;
 pub mod hooks;
 pub mod journal;
+pub mod pg;
 pub mod plan;
 pub mod state;
