@@ -17,6 +17,8 @@
 //! - [`rollout`]: changes walked through checkpoints with hooks, approvals,
 //!   rollback and its verification, recorded in a hash-chained journal;
 //!   above `check` and `proxy`, below the command line.
+//! - [`serve`]: `cairn serve`, the HTTP API over checks, experiments and
+//!   rollouts for many tenants; above `rollout`, below the command line.
 //! - [`cli`]: the `cairn` command line, a thin shell over the others.
 //!
 //! ```no_run
@@ -40,6 +42,7 @@ pub mod escape;
 pub mod proxy;
 pub mod rollout;
 pub mod runtime;
+pub mod serve;
 
 pub use runtime::admission::{InstanceFootprint, PoolCapacity};
 pub use runtime::bindings::{ContractVersion, World};
@@ -147,5 +150,13 @@ mod layering {
         assert_layer_does_not_use("check", &["rollout"]);
         assert_layer_does_not_use("proxy", &["rollout"]);
         assert_layer_does_not_use("runtime", &["rollout"]);
+    }
+
+    #[test]
+    fn the_server_knows_nothing_of_the_command_line_and_nothing_below_knows_the_server() {
+        assert_layer_does_not_use("serve", &["cli", "authoring"]);
+        for layer in ["runtime", "check", "proxy", "rollout"] {
+            assert_layer_does_not_use(layer, &["serve"]);
+        }
     }
 }

@@ -62,3 +62,7 @@ mod hooks;
 // named, leases (no append without one, takeover only after expiry), no forked
 // chain under concurrent appends, claimable rollouts, concurrent migrate.
 mod pg_store;
+// `cairn serve` over real HTTP: endpoints against openapi.json, auth and tenant
+// isolation, malformed and oversized bodies, overload (503 + Retry-After), hot
+// reload with a bad and a good plan, draining shutdown, rollouts with approvals.
+mod serve;

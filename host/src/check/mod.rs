@@ -151,9 +151,21 @@ pub async fn run_plan(
         }),
         progress,
     )?;
+    run_loaded(plan, &plugins, &selected, change, options).await
+}
+
+/// Runs the `selected` checkpoints of `plan` with plugins loaded already
+/// (a server loads a plan's plugins once, at start and on reload).
+pub async fn run_loaded(
+    plan: &Plan,
+    plugins: &LoadedPlugins,
+    selected: &[&CheckpointEntry],
+    change: Arc<Change>,
+    options: &RunOptions,
+) -> Result<CheckReport, CheckError> {
     let mut results: Vec<CheckpointResult> = Vec::new();
     let mut skipped = Vec::new();
-    for entry in selected {
+    for &entry in selected {
         if results.last().is_some_and(|r| !r.decision.passed()) && !options.keep_going {
             skipped.push(entry.name.clone());
             continue;
@@ -163,7 +175,7 @@ pub async fn run_plan(
         let experiments = experiment::run_experiments(
             plan,
             &entry,
-            &plugins,
+            plugins,
             options.approval.as_ref(),
             options.stop.clone(),
         )
@@ -181,7 +193,7 @@ pub async fn run_plan(
             judge_checkpoint(
                 plan,
                 &entry,
-                &plugins,
+                plugins,
                 judged_change,
                 &options.change_id,
                 experiments,

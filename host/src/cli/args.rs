@@ -97,6 +97,9 @@ pub(crate) enum Command {
     /// List or prune the on-disk compile cache (sizes, last use, orphans).
     #[command(subcommand, long_about = crate::cli::cache::CACHE_ABOUT)]
     Cache(crate::cli::cache::CacheCommand),
+    /// Serve checks, experiments and rollouts over HTTP for many tenants.
+    #[command(long_about = crate::cli::serve::SERVE_ABOUT, after_help = crate::cli::serve::SERVE_EXIT_CODES)]
+    Serve(crate::cli::serve::ServeArgs),
 }
 
 pub(crate) const CHECK_ABOUT: &str = "\

@@ -12,6 +12,9 @@ use crate::rollout::engine::RolloutError;
 use crate::rollout::journal::JournalError;
 use crate::runtime::RuntimeError;
 use crate::runtime::verdict::Outcome;
+use crate::serve::ServeError;
+use crate::serve::catalog::CatalogError;
+use crate::serve::config::ConfigError;
 
 /// Every gate passed (warnings allowed unless `fail-on-warn`).
 pub const PASS: u8 = 0;
@@ -81,6 +84,8 @@ pub enum CliError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Rollout(#[from] RolloutError),
+    #[error(transparent)]
+    Serve(Box<ServeError>),
     /// A fault proxy could not start (upstream down, port in use).
     #[error("{message}")]
     Unavailable {
@@ -97,6 +102,12 @@ pub enum CliError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+}
+
+impl From<ServeError> for CliError {
+    fn from(err: ServeError) -> Self {
+        CliError::Serve(Box::new(err))
+    }
 }
 
 impl CliError {
@@ -142,6 +153,14 @@ impl CliError {
             CliError::Unavailable { .. } => UNAVAILABLE,
             CliError::Runtime(_) | CliError::Internal { .. } => INTERNAL,
             CliError::Rollout(err) => code_of_rollout(err),
+            CliError::Serve(err) => match err.as_ref() {
+                ServeError::Config(ConfigError::Read { .. }) => INVALID_INPUT,
+                ServeError::Config(ConfigError::Invalid { .. })
+                | ServeError::Catalog(CatalogError::NeedsFuel { .. }) => INVALID_PLAN,
+                ServeError::Catalog(CatalogError::Plan { source, .. }) => code_of_check(source),
+                ServeError::Listen { .. } => UNAVAILABLE,
+                ServeError::Http(_) | ServeError::Runtime(_) => INTERNAL,
+            },
         }
     }
 

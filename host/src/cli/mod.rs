@@ -7,6 +7,7 @@ mod cache;
 pub mod exit;
 mod experiment;
 mod rollout;
+mod serve;
 mod signals;
 
 use std::io::IsTerminal;
@@ -160,6 +161,15 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Journal(command) => rollout::journal_command(command),
         Command::Cache(command) => cache::run(command, cli.no_cache),
+        Command::Serve(args) => serve::run(
+            &tokio,
+            args,
+            if cli.no_cache {
+                None
+            } else {
+                CompileCache::default_dir()
+            },
+        ),
         Command::Plugin(PluginCommand::New {
             name,
             lang,

@@ -10,3 +10,4 @@ pub mod journal;
 pub mod pg;
 pub mod plan;
 pub mod state;
+pub mod status;

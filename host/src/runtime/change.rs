@@ -275,8 +275,14 @@ impl Change {
                 source,
             }
         })?;
+        Change::from_bundle_bytes(&text, path)
+    }
+
+    /// Reads a change bundle from bytes (an upload); `path` names it in
+    /// errors.
+    pub fn from_bundle_bytes(text: &[u8], path: &Path) -> Result<Change, ChangeError> {
         let bundle: Bundle =
-            serde_json::from_slice(&text).map_err(|source| ChangeError::BundleJson {
+            serde_json::from_slice(text).map_err(|source| ChangeError::BundleJson {
                 path: path.to_owned(),
                 source,
             })?;
