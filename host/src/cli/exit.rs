@@ -202,6 +202,12 @@ fn code_of_rollout(err: &RolloutError) -> u8 {
             _ => INTERNAL,
         },
         RolloutError::Replay { .. } => JOURNAL_BROKEN,
+        RolloutError::Pg(err) => match err {
+            crate::rollout::pg::PgError::Broken { .. } => JOURNAL_BROKEN,
+            crate::rollout::pg::PgError::LeaseLost { .. }
+            | crate::rollout::pg::PgError::Conflict { .. } => BUSY,
+            _ => INTERNAL,
+        },
         RolloutError::Check(err) => code_of_check(err),
         RolloutError::InputsChanged { .. } | RolloutError::Metrics { .. } => INVALID_INPUT,
         RolloutError::Unknown { .. }

@@ -438,7 +438,7 @@ pub(crate) async fn run(runtime: &Runtime, command: RolloutCommand) -> Result<u8
             loaded.change_path = absolute(&loaded.change_path);
             let id = args.id.unwrap_or_else(engine::new_id);
             let inputs = inputs_of(runtime, &loaded, &args.inputs);
-            let result = engine::start(&inputs, &dir, &id, &printer).await;
+            let result = engine::start(&inputs, engine::Store::Dir(&dir), &id, &printer).await;
             finish(result, &dir, &id)
         }
         RolloutCommand::Resume(args) => {
@@ -446,8 +446,14 @@ pub(crate) async fn run(runtime: &Runtime, command: RolloutCommand) -> Result<u8
             let recorded = engine::status(&dir, &args.id).map_err(rollout_error)?;
             let loaded = load_inputs(&args.inputs, Some(&recorded))?;
             let inputs = inputs_of(runtime, &loaded, &args.inputs);
-            let result =
-                engine::resume(&inputs, &dir, &args.id, args.allow_changed, &printer).await;
+            let result = engine::resume(
+                &inputs,
+                engine::Store::Dir(&dir),
+                &args.id,
+                args.allow_changed,
+                &printer,
+            )
+            .await;
             finish(result, &dir, &args.id)
         }
         RolloutCommand::Approve(args) => {
@@ -461,8 +467,15 @@ pub(crate) async fn run(runtime: &Runtime, command: RolloutCommand) -> Result<u8
                 role: args.role,
                 comment: args.comment,
             };
-            let result =
-                engine::approve(&inputs, &dir, &args.id, approval, !args.no_resume, &printer).await;
+            let result = engine::approve(
+                &inputs,
+                engine::Store::Dir(&dir),
+                &args.id,
+                approval,
+                !args.no_resume,
+                &printer,
+            )
+            .await;
             finish(result, &dir, &args.id)
         }
         RolloutCommand::Abort(args) => {
@@ -470,8 +483,15 @@ pub(crate) async fn run(runtime: &Runtime, command: RolloutCommand) -> Result<u8
             let recorded = engine::status(&dir, &args.id).map_err(rollout_error)?;
             let loaded = load_inputs(&args.inputs, Some(&recorded))?;
             let inputs = inputs_of(runtime, &loaded, &args.inputs);
-            let result =
-                engine::abort(&inputs, &dir, &args.id, &args.by, &args.reason, &printer).await;
+            let result = engine::abort(
+                &inputs,
+                engine::Store::Dir(&dir),
+                &args.id,
+                &args.by,
+                &args.reason,
+                &printer,
+            )
+            .await;
             finish(result, &dir, &args.id)
         }
         RolloutCommand::Status(args) => status(&args),

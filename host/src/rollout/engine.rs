@@ -15,6 +15,7 @@ use crate::check::report::{self, CheckReport, RenderOptions};
 use crate::check::{self, Approval as ExperimentApproval, CheckError, LoadProgress, RunOptions};
 use crate::rollout::hooks::{self, HookAction, HookCall, HookSpec};
 use crate::rollout::journal::{Journal, JournalError, Record};
+use crate::rollout::pg::{PgError, PgJournal, PgStore};
 use crate::rollout::plan::{CheckpointRollout, MetricsSource, OnWarn, RolloutPlan};
 use crate::rollout::state::{
     Approval, Event, HookEnd, HookKind, HookStart, HookState, Pause, PauseReason, Phase,
@@ -29,6 +30,8 @@ use crate::runtime::verdict::Outcome;
 pub enum RolloutError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error("journal {} does not replay: {message}", path.display())]
@@ -267,9 +270,46 @@ async fn started_record(
     })
 }
 
+/// Where rollouts are kept: journal files in a directory (one process at a
+/// time per rollout, by `flock`), or PostgreSQL rows shared by replicas
+/// (one replica at a time per rollout, by a lease; `owner` must hold it).
+#[derive(Clone, Copy)]
+pub enum Store<'a> {
+    Dir(&'a Path),
+    Pg { store: &'a PgStore, owner: &'a str },
+}
+
+/// An open journal of either kind.
+enum Sink {
+    File(Journal),
+    Pg(PgJournal),
+}
+
+impl Sink {
+    async fn append(
+        &mut self,
+        kind: &str,
+        key: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<Record, RolloutError> {
+        match self {
+            Sink::File(journal) => Ok(journal.append(kind, key, body)?),
+            Sink::Pg(journal) => Ok(journal.append(kind, key, body).await?),
+        }
+    }
+
+    /// What names the journal in errors.
+    fn label(&self) -> PathBuf {
+        match self {
+            Sink::File(journal) => journal.path().to_owned(),
+            Sink::Pg(journal) => PathBuf::from(format!("postgres:{}", journal.rollout())),
+        }
+    }
+}
+
 /// An open journal and the state it folds to, kept in step.
 struct Session<'p> {
-    journal: Journal,
+    journal: Sink,
     state: RolloutState,
     progress: &'p dyn RolloutProgress,
 }
@@ -277,13 +317,13 @@ struct Session<'p> {
 impl Session<'_> {
     /// Records `event` (one write, fsynced) and folds it in; only then may
     /// the step it records be acted on.
-    fn record(&mut self, key: Option<&str>, event: Event) -> Result<Record, RolloutError> {
+    async fn record(&mut self, key: Option<&str>, event: Event) -> Result<Record, RolloutError> {
         let (kind, body) = event.to_record_parts();
-        let record = self.journal.append(&kind, key, body)?;
+        let record = self.journal.append(&kind, key, body).await?;
         self.state
             .apply(&record)
             .map_err(|message| RolloutError::Replay {
-                path: self.journal.path().to_owned(),
+                path: self.journal.label(),
                 message,
             })?;
         self.progress.recorded(&record, &event);
@@ -295,23 +335,28 @@ impl Session<'_> {
 /// it goes.
 pub async fn start(
     inputs: &RolloutInputs<'_>,
-    dir: &Path,
+    store: Store<'_>,
     id: &str,
     progress: &dyn RolloutProgress,
 ) -> Result<(RolloutState, RolloutEnd), RolloutError> {
     check_id(id)?;
-    std::fs::create_dir_all(dir).map_err(|source| RolloutError::StateDir {
-        path: dir.to_owned(),
-        source,
-    })?;
     let started = started_record(inputs, progress).await?;
-    let journal = Journal::create(&journal_path(dir, id), id)?;
+    let journal = match store {
+        Store::Dir(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| RolloutError::StateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+            Sink::File(Journal::create(&journal_path(dir, id), id)?)
+        }
+        Store::Pg { store, owner } => Sink::Pg(PgJournal::create(store, id, owner).await?),
+    };
     let mut session = Session {
         journal,
         state: RolloutState::new(id),
         progress,
     };
-    session.record(None, Event::RolloutStarted(started))?;
+    session.record(None, Event::RolloutStarted(started)).await?;
     drive(inputs, &mut session).await
 }
 
@@ -320,27 +365,36 @@ pub async fn start(
 /// changed since it started unless `allow_changed`.
 async fn open_session<'p>(
     inputs: &RolloutInputs<'_>,
-    dir: &Path,
+    store: Store<'_>,
     id: &str,
     allow_changed: bool,
     progress: &'p dyn RolloutProgress,
 ) -> Result<Session<'p>, RolloutError> {
     check_id(id)?;
-    let path = journal_path(dir, id);
-    if !path.exists() {
-        return Err(unknown(dir, id));
-    }
-    let opened = open_waiting(&path)?;
-    if let Some(torn) = &opened.repaired {
-        progress.repaired(torn);
-    }
-    let state =
-        RolloutState::replay(id, &opened.records).map_err(|message| RolloutError::Replay {
-            path: path.clone(),
-            message,
-        })?;
+    let (journal, records, label) = match store {
+        Store::Dir(dir) => {
+            let path = journal_path(dir, id);
+            if !path.exists() {
+                return Err(unknown(dir, id));
+            }
+            let opened = open_waiting(&path)?;
+            if let Some(torn) = &opened.repaired {
+                progress.repaired(torn);
+            }
+            (Sink::File(opened.journal), opened.records, path)
+        }
+        Store::Pg { store, owner } => {
+            let (journal, records) = PgJournal::open(store, id, owner).await?;
+            let label = PathBuf::from(format!("postgres:{id}"));
+            (Sink::Pg(journal), records, label)
+        }
+    };
+    let state = RolloutState::replay(id, &records).map_err(|message| RolloutError::Replay {
+        path: label,
+        message,
+    })?;
     let mut session = Session {
-        journal: opened.journal,
+        journal,
         state,
         progress,
     };
@@ -348,7 +402,7 @@ async fn open_session<'p>(
     let Some(was) = session.state.started.clone() else {
         // Killed between creating the journal and recording its start:
         // nothing was acted on, so the rollout starts now.
-        session.record(None, Event::RolloutStarted(now))?;
+        session.record(None, Event::RolloutStarted(now)).await?;
         return Ok(session);
     };
     let mut changed = Vec::new();
@@ -372,7 +426,9 @@ async fn open_session<'p>(
             changed,
         });
     }
-    session.record(None, Event::Resumed(Resumed { changed }))?;
+    session
+        .record(None, Event::Resumed(Resumed { changed }))
+        .await?;
     Ok(session)
 }
 
@@ -398,12 +454,12 @@ fn open_waiting(path: &Path) -> Result<crate::rollout::journal::Opened, RolloutE
 /// Takes rollout `id` up again from where its journal stops.
 pub async fn resume(
     inputs: &RolloutInputs<'_>,
-    dir: &Path,
+    store: Store<'_>,
     id: &str,
     allow_changed: bool,
     progress: &dyn RolloutProgress,
 ) -> Result<(RolloutState, RolloutEnd), RolloutError> {
-    let mut session = open_session(inputs, dir, id, allow_changed, progress).await?;
+    let mut session = open_session(inputs, store, id, allow_changed, progress).await?;
     drive(inputs, &mut session).await
 }
 
@@ -411,13 +467,13 @@ pub async fn resume(
 /// needed and `go_on`, drives the rollout on.
 pub async fn approve(
     inputs: &RolloutInputs<'_>,
-    dir: &Path,
+    store: Store<'_>,
     id: &str,
     approval: Approval,
     go_on: bool,
     progress: &dyn RolloutProgress,
 ) -> Result<(RolloutState, RolloutEnd), RolloutError> {
-    let mut session = open_session(inputs, dir, id, false, progress).await?;
+    let mut session = open_session(inputs, store, id, false, progress).await?;
     let Some(pause) = session.state.pause.clone() else {
         return Err(RolloutError::NotPaused { id: id.to_owned() });
     };
@@ -430,13 +486,15 @@ pub async fn approve(
             missing: missing.join(", "),
         });
     }
-    session.record(
-        None,
-        Event::Approved(Approval {
-            checkpoint: pause.pause.checkpoint.clone(),
-            ..approval
-        }),
-    )?;
+    session
+        .record(
+            None,
+            Event::Approved(Approval {
+                checkpoint: pause.pause.checkpoint.clone(),
+                ..approval
+            }),
+        )
+        .await?;
     if session.state.pause.is_some() || !go_on {
         let end = RolloutEnd::of(session.state.phase()).unwrap_or(RolloutEnd::Paused);
         return Ok((session.state, end));
@@ -447,13 +505,13 @@ pub async fn approve(
 /// Records an abort and rolls the rollout back.
 pub async fn abort(
     inputs: &RolloutInputs<'_>,
-    dir: &Path,
+    store: Store<'_>,
     id: &str,
     by: &str,
     reason: &str,
     progress: &dyn RolloutProgress,
 ) -> Result<(RolloutState, RolloutEnd), RolloutError> {
-    let mut session = open_session(inputs, dir, id, true, progress).await?;
+    let mut session = open_session(inputs, store, id, true, progress).await?;
     let phase = session.state.phase();
     if phase.is_final() || session.state.rollback.is_some() {
         return Err(RolloutError::Finished {
@@ -462,18 +520,35 @@ pub async fn abort(
             action: "abort",
         });
     }
-    session.record(
-        None,
-        Event::AbortRequested {
-            by: by.to_owned(),
-            reason: reason.to_owned(),
-        },
-    )?;
+    session
+        .record(
+            None,
+            Event::AbortRequested {
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            },
+        )
+        .await?;
     drive(inputs, &mut session).await
 }
 
 /// Reads a rollout's state without taking its lock (a running rollout can
 /// be watched); a torn last record is left for the next resume to repair.
+pub async fn status_in(store: Store<'_>, id: &str) -> Result<RolloutState, RolloutError> {
+    match store {
+        Store::Dir(dir) => status(dir, id),
+        Store::Pg { store, .. } => {
+            check_id(id)?;
+            let records = crate::rollout::pg::records(store, id).await?;
+            RolloutState::replay(id, &records).map_err(|message| RolloutError::Replay {
+                path: PathBuf::from(format!("postgres:{id}")),
+                message,
+            })
+        }
+    }
+}
+
+/// [`status_in`] for a journal directory.
 pub fn status(dir: &Path, id: &str) -> Result<RolloutState, RolloutError> {
     check_id(id)?;
     let path = journal_path(dir, id);
@@ -529,7 +604,7 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
     }
     if let Some((by, reason)) = session.state.abort.clone() {
         let at = current_checkpoint(&session.state).unwrap_or_default();
-        return begin_rollback(inputs, session, &at, format!("aborted by {by}: {reason}"));
+        return begin_rollback(inputs, session, &at, format!("aborted by {by}: {reason}")).await;
     }
     let Some(index) = session
         .state
@@ -537,7 +612,7 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
         .iter()
         .position(|c| c.passed.is_none())
     else {
-        session.record(None, Event::Completed)?;
+        session.record(None, Event::Completed).await?;
         return Ok(());
     };
     let entry = &inputs.plan.checkpoints[index];
@@ -545,12 +620,14 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
     let name = entry.name.clone();
     let checkpoint = session.state.checkpoints[index].clone();
     if !checkpoint.started {
-        session.record(
-            None,
-            Event::CheckpointStarted {
-                checkpoint: name.clone(),
-            },
-        )?;
+        session
+            .record(
+                None,
+                Event::CheckpointStarted {
+                    checkpoint: name.clone(),
+                },
+            )
+            .await?;
         return Ok(());
     }
     if settings.approve_before
@@ -562,7 +639,8 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
             &settings,
             PauseReason::ApproveBefore,
             format!("checkpoint `{name}` asks for approval before it promotes"),
-        )?;
+        )
+        .await?;
         return Ok(());
     }
     if let Some(hook) = &settings.promote {
@@ -574,7 +652,8 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
                     session,
                     &name,
                     format!("the promote hook of `{name}` failed"),
-                );
+                )
+                .await;
             }
             state => {
                 let run = match state {
@@ -590,13 +669,16 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
         let started = match checkpoint.observe_started {
             Some(at) => at,
             None => {
-                session.record(
-                    None,
-                    Event::ObserveStarted {
-                        checkpoint: name.clone(),
-                        window_ms: u64::try_from(settings.observe.as_millis()).unwrap_or(u64::MAX),
-                    },
-                )?;
+                session
+                    .record(
+                        None,
+                        Event::ObserveStarted {
+                            checkpoint: name.clone(),
+                            window_ms: u64::try_from(settings.observe.as_millis())
+                                .unwrap_or(u64::MAX),
+                        },
+                    )
+                    .await?;
                 SystemTime::now()
             }
         };
@@ -607,43 +689,42 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
             tokio::time::sleep(remaining).await;
         }
         let metrics = observed_metrics(inputs)?;
-        session.record(
-            None,
-            Event::Observed {
-                checkpoint: name.clone(),
-                metrics: metrics.iter().map(|m| (m.name.clone(), m.value)).collect(),
-            },
-        )?;
+        session
+            .record(
+                None,
+                Event::Observed {
+                    checkpoint: name.clone(),
+                    metrics: metrics.iter().map(|m| (m.name.clone(), m.value)).collect(),
+                },
+            )
+            .await?;
         return Ok(());
     }
     let Some((outcome, _)) = checkpoint.judged.clone() else {
         let metrics = checkpoint.observed.clone().unwrap_or_default();
         let (outcome, report) = judge(inputs, entry, &metrics).await?;
-        session.record(
-            None,
-            Event::CheckpointJudged {
-                checkpoint: name.clone(),
-                outcome,
-                report,
-            },
-        )?;
+        session
+            .record(
+                None,
+                Event::CheckpointJudged {
+                    checkpoint: name.clone(),
+                    outcome,
+                    report,
+                },
+            )
+            .await?;
         return Ok(());
     };
-    let passed = |session: &mut Session<'_>| {
-        session.record(
-            None,
-            Event::CheckpointPassed {
-                checkpoint: name.clone(),
-                outcome,
-            },
-        )
+    let passed = Event::CheckpointPassed {
+        checkpoint: name.clone(),
+        outcome,
     };
     match outcome {
         Outcome::Pass => {
-            passed(session)?;
+            session.record(None, passed).await?;
         }
         Outcome::Warn if settings.on_warn == OnWarn::Continue => {
-            passed(session)?;
+            session.record(None, passed).await?;
         }
         Outcome::Warn | Outcome::Inconclusive => {
             let reason = if outcome == Outcome::Warn {
@@ -652,14 +733,15 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
                 PauseReason::Inconclusive
             };
             if session.state.was_cleared(&name, reason) {
-                passed(session)?;
+                session.record(None, passed).await?;
             } else {
                 pause(
                     session,
                     &settings,
                     reason,
                     format!("the gate of `{name}` was {outcome}"),
-                )?;
+                )
+                .await?;
             }
         }
         Outcome::Fail => {
@@ -668,7 +750,8 @@ async fn step(inputs: &RolloutInputs<'_>, session: &mut Session<'_>) -> Result<(
                 session,
                 &name,
                 format!("the gate of `{name}` failed"),
-            );
+            )
+            .await;
         }
     }
     Ok(())
@@ -702,23 +785,25 @@ fn rollout_settings(plan: &RolloutPlan, checkpoint: &str) -> CheckpointRollout {
         })
 }
 
-fn pause(
+async fn pause(
     session: &mut Session<'_>,
     settings: &CheckpointRollout,
     reason: PauseReason,
     detail: String,
 ) -> Result<(), RolloutError> {
-    session.record(
-        None,
-        Event::Paused(Pause {
-            checkpoint: settings.checkpoint.clone(),
-            reason,
-            roles: settings.approvals.clone(),
-            owners: settings.owners.clone(),
-            runbook: settings.runbook.clone(),
-            detail,
-        }),
-    )?;
+    session
+        .record(
+            None,
+            Event::Paused(Pause {
+                checkpoint: settings.checkpoint.clone(),
+                reason,
+                roles: settings.approvals.clone(),
+                owners: settings.owners.clone(),
+                runbook: settings.runbook.clone(),
+                detail,
+            }),
+        )
+        .await?;
     Ok(())
 }
 
@@ -733,14 +818,16 @@ async fn run_recorded_hook(
 ) -> Result<bool, RolloutError> {
     let id = session.state.id.clone();
     let key = hook_key(&id, &entry.name, kind);
-    session.record(
-        Some(&key),
-        Event::HookStarted(HookStart {
-            checkpoint: entry.name.clone(),
-            hook: kind,
-            run,
-        }),
-    )?;
+    session
+        .record(
+            Some(&key),
+            Event::HookStarted(HookStart {
+                checkpoint: entry.name.clone(),
+                hook: kind,
+                run,
+            }),
+        )
+        .await?;
     let payload = serde_json::json!({
         "rollout": id,
         "checkpoint": entry.name,
@@ -768,15 +855,17 @@ async fn run_recorded_hook(
     )
     .await;
     let ok = outcome.ok;
-    session.record(
-        Some(&key),
-        Event::HookFinished(HookEnd {
-            checkpoint: entry.name.clone(),
-            hook: kind,
-            ok,
-            outcome: serde_json::to_value(&outcome).unwrap_or_default(),
-        }),
-    )?;
+    session
+        .record(
+            Some(&key),
+            Event::HookFinished(HookEnd {
+                checkpoint: entry.name.clone(),
+                hook: kind,
+                ok,
+                outcome: serde_json::to_value(&outcome).unwrap_or_default(),
+            }),
+        )
+        .await?;
     Ok(ok)
 }
 
@@ -858,7 +947,7 @@ async fn run_one(
 /// Records the start of a rollback after a failure at `checkpoint`: what
 /// is undone (each promoted checkpoint, newest first, down to an
 /// irreversible one, which is not undone).
-fn begin_rollback(
+async fn begin_rollback(
     inputs: &RolloutInputs<'_>,
     session: &mut Session<'_>,
     checkpoint: &str,
@@ -886,15 +975,17 @@ fn begin_rollback(
             undo.push(state.name.clone());
         }
     }
-    session.record(
-        None,
-        Event::RollbackStarted(RollbackStart {
-            checkpoint: checkpoint.to_owned(),
-            reason,
-            undo,
-            frozen_at,
-        }),
-    )?;
+    session
+        .record(
+            None,
+            Event::RollbackStarted(RollbackStart {
+                checkpoint: checkpoint.to_owned(),
+                reason,
+                undo,
+                frozen_at,
+            }),
+        )
+        .await?;
     Ok(())
 }
 
@@ -927,7 +1018,8 @@ async fn rollback_step(
                 "`{name}` was promoted {} min ago, past its rollback window; approve to roll back",
                 age.as_secs() / 60
             ),
-        )?;
+        )
+        .await?;
         return Ok(());
     }
     for name in &rollback.start.undo {
@@ -941,13 +1033,15 @@ async fn rollback_step(
         match state.hook(HookKind::Rollback) {
             HookState::Finished { ok: true, .. } => continue,
             HookState::Finished { ok: false, .. } => {
-                session.record(
-                    None,
-                    Event::RollbackUnverified {
-                        reason: format!("the rollback hook of `{name}` failed"),
-                        report: None,
-                    },
-                )?;
+                session
+                    .record(
+                        None,
+                        Event::RollbackUnverified {
+                            reason: format!("the rollback hook of `{name}` failed"),
+                            report: None,
+                        },
+                    )
+                    .await?;
                 return Ok(());
             }
             hook_state => {
@@ -972,7 +1066,7 @@ async fn rollback_step(
                     "`{frozen_at}` is irreversible: the rollout is rolled back down to it, not past it"
                 ),
             },
-        )?;
+        ).await?;
         return Ok(());
     }
     if inputs.plan.verify.is_empty() {
@@ -982,7 +1076,7 @@ async fn rollback_step(
                 reason: "the plan names no [rollout] verify validators, so nothing proves the baseline is back".to_owned(),
                 report: None,
             },
-        )?;
+        ).await?;
         return Ok(());
     }
     tokio::time::sleep(inputs.rollout_plan.verify_after).await;
@@ -1009,15 +1103,19 @@ async fn rollback_step(
     };
     let (outcome, report) = run_one(inputs, &plan, &metrics).await?;
     if matches!(outcome, Outcome::Pass | Outcome::Warn) {
-        session.record(None, Event::RollbackVerified { report })?;
+        session
+            .record(None, Event::RollbackVerified { report })
+            .await?;
     } else {
-        session.record(
-            None,
-            Event::RollbackUnverified {
-                reason: format!("the verification validators were {outcome}"),
-                report: Some(report),
-            },
-        )?;
+        session
+            .record(
+                None,
+                Event::RollbackUnverified {
+                    reason: format!("the verification validators were {outcome}"),
+                    report: Some(report),
+                },
+            )
+            .await?;
     }
     Ok(())
 }
@@ -1071,15 +1169,17 @@ async fn flush_notifications(
             .last()
             .map(|attempt| format!("{:?}", attempt.result))
             .unwrap_or_default();
-        session.record(
-            Some(&key),
-            Event::Notified {
-                for_seq: seq,
-                event,
-                ok: outcome.ok,
-                detail,
-            },
-        )?;
+        session
+            .record(
+                Some(&key),
+                Event::Notified {
+                    for_seq: seq,
+                    event,
+                    ok: outcome.ok,
+                    detail,
+                },
+            )
+            .await?;
     }
     Ok(())
 }

@@ -246,7 +246,12 @@ impl Rollouts {
             };
             handle
                 .block_on(engine::approve(
-                    &inputs, &dir, &id_owned, approval, false, &Quiet,
+                    &inputs,
+                    engine::Store::Dir(&dir),
+                    &id_owned,
+                    approval,
+                    false,
+                    &Quiet,
                 ))
                 .map(|(state, _)| state)
                 .map_err(|e| refused(e, &id_owned))
@@ -414,10 +419,12 @@ impl Rollouts {
             experiment_approval: None,
         };
         let result = match drive {
-            Drive::Start => engine::start(&inputs, &dir, id, &Quiet).await,
-            Drive::Resume => engine::resume(&inputs, &dir, id, false, &Quiet).await,
+            Drive::Start => engine::start(&inputs, engine::Store::Dir(&dir), id, &Quiet).await,
+            Drive::Resume => {
+                engine::resume(&inputs, engine::Store::Dir(&dir), id, false, &Quiet).await
+            }
             Drive::Abort { by, reason } => {
-                engine::abort(&inputs, &dir, id, &by, &reason, &Quiet).await
+                engine::abort(&inputs, engine::Store::Dir(&dir), id, &by, &reason, &Quiet).await
             }
         };
         let (state, _) = result.map_err(|e| refused(e, id))?;
