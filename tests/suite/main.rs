@@ -66,3 +66,7 @@ mod pg_store;
 // isolation, malformed and oversized bodies, overload (503 + Retry-After), hot
 // reload with a bad and a good plan, draining shutdown, rollouts with approvals.
 mod serve;
+// Three `cairn serve` replicas on one PostgreSQL, SIGKILLed at seeded random
+// moments: every rollout finishes on a survivor, no finished hook re-runs,
+// every journal verifies.
+mod serve_replicas;

@@ -27,19 +27,19 @@ fn sha256_hex(text: &str) -> String {
 }
 
 /// A `cairn serve` process on a free loopback port, killed on drop.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
 }
 
 /// An HTTP answer.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
@@ -50,7 +50,7 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
             panic!(
                 "status {}: body is not JSON ({err}): {}",
@@ -123,9 +123,20 @@ impl Served {
             config_text(server, extra_plans_a),
         )
         .unwrap();
-        let mut child = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"))
+        let config = dir.path().join("serve.toml");
+        Served::spawn(dir, &config, &[])
+    }
+
+    /// Runs `cairn serve --config config` (with `env`) on a free loopback
+    /// port and waits for it to listen; `dir` lives as long as it.
+    pub(crate) fn spawn(dir: tempfile::TempDir, config: &Path, env: &[(&str, String)]) -> Served {
+        let mut command = cairn_tests::cairn_command(env!("CARGO_BIN_EXE_cairn-cli"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(dir.path().join("serve.toml"))
+            .arg(config)
             .env("CAIRN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -173,7 +184,7 @@ impl Served {
         }
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -188,7 +199,7 @@ impl Served {
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -214,7 +225,7 @@ impl Drop for Served {
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), with
 /// socket timeouts so a server that stops answering fails the test.
-fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -306,7 +317,7 @@ fn bundle(delete: bool) -> Vec<u8> {
 }
 
 /// A bundle of an example change directory (before/, after/, metrics.json).
-fn bundle_of_dir(dir: &Path) -> Vec<u8> {
+pub(crate) fn bundle_of_dir(dir: &Path) -> Vec<u8> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -350,7 +361,7 @@ fn bundle_of_dir(dir: &Path) -> Vec<u8> {
     serde_json::to_vec(&bundle).unwrap()
 }
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

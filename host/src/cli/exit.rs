@@ -158,7 +158,7 @@ impl CliError {
                 ServeError::Config(ConfigError::Invalid { .. })
                 | ServeError::Catalog(CatalogError::NeedsFuel { .. }) => INVALID_PLAN,
                 ServeError::Catalog(CatalogError::Plan { source, .. }) => code_of_check(source),
-                ServeError::Listen { .. } => UNAVAILABLE,
+                ServeError::Listen { .. } | ServeError::Postgres(_) => UNAVAILABLE,
                 ServeError::Http(_) | ServeError::Runtime(_) => INTERNAL,
             },
         }

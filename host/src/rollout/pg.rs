@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS cairn_leases (
     owner text NOT NULL,
     expires_at timestamptz NOT NULL
 );
+-- A rollout paused for approval is parked: no replica claims it until an
+-- approval (or an abort) unparks it.
+ALTER TABLE cairn_rollouts ADD COLUMN IF NOT EXISTS parked boolean NOT NULL DEFAULT false;
 ";
 
 /// The shortest lease: 1 ms.
@@ -334,6 +337,19 @@ impl PgStore {
         Ok(())
     }
 
+    /// Parks rollout `id` (paused for people: no replica claims it) or
+    /// unparks it (an approval or an abort drives it on).
+    pub async fn set_parked(&self, id: &str, parked: bool) -> Result<(), PgError> {
+        self.client
+            .execute(
+                "UPDATE cairn_rollouts SET parked = $2 WHERE id = $1",
+                &[&id, &parked],
+            )
+            .await
+            .map_err(db("park a rollout"))?;
+        Ok(())
+    }
+
     /// Takes the lease of `rollout` for `owner` until the database's
     /// `now() + ttl`: when there is none, when it expired, or when `owner`
     /// holds it already (then it is extended). `false` when another owner
@@ -404,7 +420,8 @@ impl PgStore {
             .query(
                 "SELECT r.id FROM cairn_rollouts r \
                  LEFT JOIN cairn_leases l ON l.rollout = r.id \
-                 WHERE NOT r.finished AND (l.rollout IS NULL OR l.expires_at <= now()) \
+                 WHERE NOT r.finished AND NOT r.parked \
+                 AND (l.rollout IS NULL OR l.expires_at <= now()) \
                  ORDER BY r.created_at, r.id LIMIT $1",
                 &[&i64::from(limit)],
             )

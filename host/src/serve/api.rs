@@ -313,7 +313,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             return ApiError::unauthorized().into_response();
         }
     }
-    state.refresh_gauges();
+    state.refresh_gauges().await;
     let text = state.metrics.encode(&state.runtime);
     (
         [(
@@ -606,8 +606,10 @@ struct StartQuery {
 async fn list_rollouts(
     State(state): State<Arc<AppState>>,
     Authed(caller): Authed,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"rollouts": state.rollouts.list(&caller.tenant)}))
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(
+        serde_json::json!({"rollouts": state.rollouts.list(&caller.tenant).await?}),
+    ))
 }
 
 async fn start_rollout(
@@ -628,7 +630,8 @@ async fn start_rollout(
         .ok_or_else(|| ApiError::unknown_plan(&query.plan))?;
     let id = state
         .rollouts
-        .start(&caller, served, &body, query.id, query.change_id)?;
+        .start(&caller, served, &body, query.id, query.change_id)
+        .await?;
     let location = format!("/v1/rollouts/{id}");
     Ok((
         StatusCode::ACCEPTED,
@@ -646,7 +649,9 @@ async fn rollout_status(
     Authed(caller): Authed,
     UrlPath(id): UrlPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    Ok(axum::Json(state.rollouts.status(&caller.tenant, &id)?))
+    Ok(axum::Json(
+        state.rollouts.status(&caller.tenant, &id).await?,
+    ))
 }
 
 async fn rollout_journal(
@@ -654,7 +659,9 @@ async fn rollout_journal(
     Authed(caller): Authed,
     UrlPath(id): UrlPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    Ok(axum::Json(state.rollouts.journal(&caller.tenant, &id)?))
+    Ok(axum::Json(
+        state.rollouts.journal(&caller.tenant, &id).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -702,7 +709,10 @@ async fn abort_rollout(
 ) -> Result<Response, ApiError> {
     let axum::Json(body) = body?;
     let catalog = state.catalog();
-    state.rollouts.abort(&catalog, &caller, &id, body.reason)?;
+    state
+        .rollouts
+        .abort(&catalog, &caller, &id, body.reason)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({"id": id, "aborting": true})),

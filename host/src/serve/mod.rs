@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::rollout::pg::PgStore;
 use crate::runtime::Runtime;
 use admission::Admission;
 use catalog::{Caller, Catalog, CatalogError};
@@ -49,6 +50,8 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
     #[error("cannot start the plugin runtime")]
     Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("cannot use the PostgreSQL store")]
+    Postgres(#[source] crate::rollout::pg::PgError),
 }
 
 /// How the last reload went.
@@ -217,13 +220,13 @@ impl AppState {
         }
     }
 
-    fn refresh_gauges(&self) {
+    async fn refresh_gauges(&self) {
         self.metrics
             .queue_depth
             .set(self.admission.waiting() as i64);
         self.metrics.in_flight.set(self.admission.running() as i64);
         let tenants = self.catalog().tenants.keys().cloned().collect::<Vec<_>>();
-        for (state, count) in self.rollouts.count_by_phase(tenants.into_iter()) {
+        for (state, count) in self.rollouts.count_by_phase(tenants).await {
             self.metrics
                 .rollouts
                 .get_or_create(&metrics::StateLabels { state })
@@ -274,11 +277,22 @@ impl Server {
                 addr: settings.listen,
                 source,
             })?;
+        let rollouts = match &settings.postgres {
+            None => Rollouts::in_files(Arc::clone(&runtime), settings.state_dir.clone()),
+            Some(url) => {
+                let store = PgStore::connect(url).await.map_err(ServeError::Postgres)?;
+                store.migrate().await.map_err(ServeError::Postgres)?;
+                Rollouts::in_postgres(
+                    Arc::clone(&runtime),
+                    settings.state_dir.clone(),
+                    store,
+                    settings.replica.clone(),
+                    settings.lease,
+                )
+            }
+        };
         let state = Arc::new(AppState {
-            rollouts: Arc::new(Rollouts::new(
-                Arc::clone(&runtime),
-                settings.state_dir.clone(),
-            )),
+            rollouts: Arc::new(rollouts),
             runtime,
             settings: Settings {
                 max_body_bytes: settings.max_body_bytes,
@@ -325,9 +339,13 @@ impl Server {
             settings,
             hangup,
         } = self;
-        let resumed = state.rollouts.resume_unfinished(&state.catalog());
+        let resumed = state.rollouts.take_over(&state.catalog()).await;
         if resumed > 0 {
-            tracing::info!(resumed, "resumed unfinished rollouts");
+            tracing::info!(resumed, "took up unfinished rollouts");
+        }
+        {
+            let watched = Arc::clone(&state);
+            state.rollouts.watch_for_orphans(move || watched.catalog());
         }
         let reloader = {
             let state = Arc::clone(&state);
