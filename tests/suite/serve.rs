@@ -978,10 +978,138 @@ fn a_rollout_over_http_pauses_is_approved_by_token_identities_and_journals_it() 
         .request("GET", "/v1/rollouts", Some(TOKEN_A), None)
         .json();
     assert_eq!(listed["rollouts"][0]["id"], "web-1");
+    let metrics =
+        String::from_utf8_lossy(&server.request("GET", "/metrics", None, None).body).into_owned();
+    assert!(
+        metrics.contains("cairn_rollouts{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_rollouts{state=\"paused\"} 0"),
+        "{metrics}"
+    );
     assert_eq!(
         server
             .request("GET", "/v1/rollouts", Some(TOKEN_B), None)
             .json()["rollouts"],
         serde_json::json!([])
     );
+}
+
+#[test]
+fn a_running_experiment_is_listed_to_its_tenant_only_and_stops_when_asked() {
+    let _watchdog = cairn_tests::Watchdog::start(Duration::from_secs(300), "serve experiments");
+    let server = Served::start_with("", ", chaos = \"chaos.toml\"", |dir| {
+        std::fs::write(
+            dir.join("chaos.toml"),
+            format!(
+                "[plugins.flaky]\npath = {:?}\n[plugins.no-deletes]\npath = {:?}\n\n\
+                 [[checkpoint]]\nname = \"resilience\"\nenvironment = \"staging\"\n\
+                 validators = [{{ plugin = \"no-deletes\" }}]\n\n\
+                 [[checkpoint.experiment]]\nname = \"erp-flaky\"\ninjector = \"flaky\"\n\
+                 upstream = \"builtin:echo\"\nlisten = \"127.0.0.1:0\"\nseed = 42\n\
+                 duration-ms = 60000\nblast-radius = 50\n\
+                 config = {{ percent = 34, statuses = [503], retry-after-s = 0, max-attempt = 2 }}\n\
+                 workload = {{ rate = 20, concurrency = 2, requests = [{{ path = \"/erp/orders/1\" }}] }}\n",
+                guests::FLAKY,
+                guests::NO_DELETES
+            ),
+        )
+        .unwrap();
+    });
+    let addr = server.addr;
+    let started = Instant::now();
+    let check = std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/v1/checks?plan=chaos",
+            Some(TOKEN_A),
+            Some(&bundle(false)),
+        )
+    });
+    server.wait_for("the experiment listed", Duration::from_secs(30), |s| {
+        s.request("GET", "/v1/experiments", Some(TOKEN_A), None)
+            .json()["experiments"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1)
+    });
+    let listed = server
+        .request("GET", "/v1/experiments", Some(TOKEN_A), None)
+        .json();
+    assert_matches_openapi(&listed, "/v1/experiments", "get", 200);
+    let experiment = &listed["experiments"][0];
+    assert_eq!(
+        (experiment["plan"].as_str(), experiment["by"].as_str()),
+        (Some("chaos"), Some("alice"))
+    );
+    let id = experiment["id"].as_str().unwrap().to_owned();
+
+    let other = server
+        .request("GET", "/v1/experiments", Some(TOKEN_B), None)
+        .json();
+    assert_eq!(other["experiments"], serde_json::json!([]));
+    let not_theirs = server.request(
+        "POST",
+        &format!("/v1/experiments/{id}/stop"),
+        Some(TOKEN_B),
+        None,
+    );
+    assert_eq!(
+        (not_theirs.status, not_theirs.error_code().as_str()),
+        (404, "unknown-experiment")
+    );
+
+    let stop = server.request(
+        "POST",
+        &format!("/v1/experiments/{id}/stop"),
+        Some(TOKEN_A),
+        None,
+    );
+    assert_eq!(stop.status, 202);
+    assert_matches_openapi(&stop.json(), "/v1/experiments/{id}/stop", "post", 202);
+    let answer = check.join().unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the 60 s experiment stopped when asked ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        server
+            .request("GET", "/v1/experiments", Some(TOKEN_A), None)
+            .json()["experiments"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_check_past_the_request_deadline_is_a_504_and_the_server_serves_on() {
+    let _watchdog = cairn_tests::Watchdog::start(Duration::from_secs(300), "serve deadline");
+    let server = Served::start("request-timeout-ms = 300");
+    let started = Instant::now();
+    let late = server.request(
+        "POST",
+        "/v1/checks?plan=slow",
+        Some(TOKEN_A),
+        Some(&bundle(false)),
+    );
+    assert_eq!((late.status, late.error_code().as_str()), (504, "deadline"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let next = server.request(
+        "POST",
+        "/v1/checks?plan=gate",
+        Some(TOKEN_A),
+        Some(&bundle(false)),
+    );
+    assert_eq!(next.status, 200);
 }
