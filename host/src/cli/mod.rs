@@ -47,7 +47,13 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.verbose, cli.log_format);
+    // A server's log is its output: `cairn serve` logs at info by default.
+    let verbose = if matches!(cli.command, Command::Serve(_)) {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    };
+    init_logging(verbose, cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => err.print(),
