@@ -203,7 +203,12 @@ impl Served {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn wait_for(&self, what: &str, bound: Duration, mut ready: impl FnMut(&Served) -> bool) {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        bound: Duration,
+        mut ready: impl FnMut(&Served) -> bool,
+    ) {
         let started = Instant::now();
         while !ready(self) {
             assert!(

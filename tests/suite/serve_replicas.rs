@@ -218,4 +218,15 @@ fn replicas_killed_at_random_take_each_others_rollouts_over_without_repeating_a_
     }
     eprintln!("replica kill test: {rounds} rollouts, {kills} kills, {takeovers} resumes {context}");
     assert!(takeovers > 0, "some rollout was taken over {context}");
+
+    // The database goes away: the replicas say they are not ready.
+    drop(postgres);
+    replicas[0].wait_for(
+        "/readyz to report the lost store",
+        Duration::from_secs(30),
+        |s| {
+            let ready = s.request("GET", "/readyz", None, None);
+            ready.status == 503 && ready.json()["store-error"].is_string()
+        },
+    );
 }

@@ -237,6 +237,11 @@ impl PgStore {
         })
     }
 
+    /// Whether the connection is gone (the server then reports not ready).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// Creates the tables if they are missing. Safe when several replicas
     /// run it at once: one transaction (a single simple query, so no other
     /// query of this connection can come in between) that first takes a

@@ -285,18 +285,21 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let catalog = state.catalog();
     let reload = state.reload_status();
     let draining = state.draining.load(Ordering::Acquire);
+    let store_error = state.rollouts.unavailable();
+    let ready = !draining && store_error.is_none();
     let body = serde_json::json!({
-        "ready": !draining,
+        "ready": ready,
         "draining": draining,
         "generation": catalog.generation,
         "plans": catalog.plans().count(),
         "last-reload": reload.last_at,
         "reload-error": reload.error,
+        "store-error": store_error,
     });
-    let status = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let status = if ready {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
 }

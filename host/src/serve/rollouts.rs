@@ -132,6 +132,17 @@ impl Rollouts {
         }
     }
 
+    /// Why rollouts cannot be served now, if they cannot: the PostgreSQL
+    /// connection is gone.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match &self.backend {
+            Backend::Pg { store, .. } if store.is_closed() => {
+                Some("the PostgreSQL connection is closed; restart this replica")
+            }
+            _ => None,
+        }
+    }
+
     fn dir(&self, tenant: &str) -> PathBuf {
         self.state_dir.join(tenant)
     }
