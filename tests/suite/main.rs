@@ -70,3 +70,7 @@ mod serve;
 // moments: every rollout finishes on a survivor, no finished hook re-runs,
 // every journal verifies.
 mod serve_replicas;
+// Plugin configs checked against the plugin's schema by the host: plan errors
+// at file:line:column (65), `--config` errors (64), numbers every language reads
+// alike.
+mod configs;

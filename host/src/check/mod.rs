@@ -9,12 +9,14 @@
 //!   `crate::proxy`, their figures handed to the validators as metrics;
 //! - `gate`: where a verdict becomes a gate decision (`on-error`, advisory,
 //!   inconclusive rules);
+//! - `config`: plugin configs checked against the schemas plugins declare;
 //! - `locate`: lines and columns for findings located only by a pointer;
 //! - `report`: the check report and one file per format;
 //! - `lock`: pinning a plan's plugins;
 //! - `source`: building plugins given as Cargo projects.
 
 pub mod checkpoint;
+pub mod config;
 pub mod experiment;
 pub mod gate;
 pub mod locate;
@@ -90,6 +92,13 @@ pub enum CheckError {
     },
     #[error(transparent)]
     Experiment(#[from] ExperimentError),
+    /// A config the plugin's declared schema refuses, in a plan that is
+    /// not a file (`cairn validate --config`).
+    #[error("{message}")]
+    ConfigRejected { message: String },
+    /// A plugin declared a config schema cairn cannot use.
+    #[error("plugin `{plugin}`: {message}")]
+    ConfigSchema { plugin: String, message: String },
 }
 
 /// What to run of a plan, and how.
@@ -151,6 +160,7 @@ pub async fn run_plan(
         }),
         progress,
     )?;
+    config::check_configs(plan, &plugins).await?;
     run_loaded(plan, &plugins, &selected, change, options).await
 }
 

@@ -66,6 +66,11 @@ pub struct ValidatorEntry {
     pub advisory: bool,
     /// The config handed to the plugin, as JSON text.
     pub config: String,
+    /// Where the config is in the plan file, as a JSON pointer into the
+    /// plan (`/checkpoint/2/validators/0/config`; the validator's own
+    /// pointer when it gives none), so a config the plugin's schema refuses
+    /// is reported at its line. `None` for plans not read from a file.
+    pub config_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +232,8 @@ pub struct ExperimentEntry {
     pub workload: Option<WorkloadEntry>,
     /// The injector's config, as JSON text.
     pub config: String,
+    /// Where the config is in the plan file (see [`ValidatorEntry::config_at`]).
+    pub config_at: Option<String>,
 }
 
 /// A checked plan: every reference resolves and every value is in range.
@@ -583,18 +590,24 @@ impl Plan {
             let validators = validator_entries(
                 checkpoint.validators,
                 &format!("checkpoint `{name}`"),
+                &format!("/checkpoint/{index}/validators"),
                 &plugins,
                 &mut used_plugins,
                 &at,
             )?;
             let mut experiments: Vec<ExperimentEntry> = Vec::new();
-            for experiment in checkpoint.experiments {
+            for (number, experiment) in checkpoint.experiments.into_iter().enumerate() {
                 let span = experiment.span();
+                let pointer = format!("/checkpoint/{index}/experiment/{number}");
                 let entry = parse_experiment(experiment.into_inner(), &name, &plugins, base, &at)
+                    .map(|mut entry| {
+                        entry.config_at = Some(pointer);
+                        entry
+                    })
                     .map_err(|err| match err {
-                    ExperimentParseError::At(err) => err,
-                    ExperimentParseError::Whole(message) => at(span.clone(), message),
-                })?;
+                        ExperimentParseError::At(err) => err,
+                        ExperimentParseError::Whole(message) => at(span.clone(), message),
+                    })?;
                 if experiments.iter().any(|e| e.name == entry.name) {
                     return Err(at(
                         span,
@@ -624,6 +637,7 @@ impl Plan {
             Some(rollout) => validator_entries(
                 rollout.verify,
                 "[rollout] verify",
+                "/rollout/verify",
                 &plugins,
                 &mut used_plugins,
                 &at,
@@ -736,6 +750,7 @@ impl Plan {
                 plugin: name,
                 advisory: false,
                 config: plugin.config.unwrap_or_else(|| checkpoint.config.clone()),
+                config_at: None,
             });
         }
         Plan {
@@ -764,12 +779,13 @@ impl Plan {
 fn validator_entries(
     files: Vec<ValidatorFile>,
     context: &str,
+    pointer_base: &str,
     plugins: &BTreeMap<String, PluginEntry>,
     used_plugins: &mut BTreeSet<String>,
     at: &dyn Fn(Range<usize>, String) -> PlanError,
 ) -> Result<Vec<ValidatorEntry>, PlanError> {
     let mut validators: Vec<ValidatorEntry> = Vec::new();
-    for validator in files {
+    for (number, validator) in files.into_iter().enumerate() {
         let plugin = validator.plugin.get_ref();
         if !plugins.contains_key(plugin) {
             let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
@@ -807,14 +823,29 @@ fn validator_entries(
                         ),
                     ));
                 }
+                if let Some(key) = unsafe_integer_at(value, "config") {
+                    return Err(at(
+                        validator.plugin.span(),
+                        format!(
+                            "{context}: validator `{report_name}`: {key} is beyond ±(2^53-1), \
+                             which not every plugin language reads exactly; quote it as a string"
+                        ),
+                    ));
+                }
                 toml_to_json(value).to_string()
             }
             None => "{}".to_owned(),
         };
+        let pointer = format!("{pointer_base}/{number}");
         validators.push(ValidatorEntry {
             name: report_name,
             plugin: plugin.clone(),
             advisory: validator.advisory,
+            config_at: Some(if validator.config.is_some() {
+                format!("{pointer}/config")
+            } else {
+                pointer
+            }),
             config,
         });
     }
@@ -1100,6 +1131,15 @@ fn parse_experiment(
                     format!("experiment `{name}`: {key} is inf or nan, which JSON cannot carry"),
                 ));
             }
+            if let Some(key) = unsafe_integer_at(value, "config") {
+                return Err(located(
+                    file.injector.span(),
+                    format!(
+                        "experiment `{name}`: {key} is beyond ±(2^53-1), which not every \
+                         plugin language reads exactly; quote it as a string"
+                    ),
+                ));
+            }
             toml_to_json(value).to_string()
         }
         None => "{}".to_owned(),
@@ -1131,6 +1171,7 @@ fn parse_experiment(
         guardrails,
         workload,
         config,
+        config_at: None,
     })
 }
 
@@ -1161,13 +1202,48 @@ pub fn non_finite_at(value: &toml::Value, path: &str) -> Option<String> {
     }
 }
 
-/// TOML values as JSON; datetimes become RFC 3339 strings.
+/// The largest integer every plugin language reads exactly (a JavaScript
+/// number is an IEEE double): 2^53 - 1, as in I-JSON (RFC 7493).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// Where an integer beyond ±[`MAX_SAFE_INTEGER`] is in a config, if one is.
+pub fn unsafe_integer_at(value: &toml::Value, path: &str) -> Option<String> {
+    match value {
+        toml::Value::Integer(i) if i.unsigned_abs() > MAX_SAFE_INTEGER as u64 => {
+            Some(path.to_owned())
+        }
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| unsafe_integer_at(item, &format!("{path}[{i}]"))),
+        toml::Value::Table(table) => table
+            .iter()
+            .find_map(|(key, item)| unsafe_integer_at(item, &format!("{path}.{key}"))),
+        _ => None,
+    }
+}
+
+/// A float that is a whole number a plugin in any language reads exactly
+/// (`3.0`, `1e3`, `-0.0`) as that integer: every SDK then sees the same
+/// JSON (`3`, `1000`, `0`), whether its config type is an integer or a
+/// float.
+pub fn canonical_number(f: f64) -> serde_json::Value {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 {
+        // In range and whole: the cast is exact.
+        serde_json::Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
+}
+
+/// TOML values as JSON; datetimes become RFC 3339 strings and whole floats
+/// integers ([`canonical_number`]).
 pub fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     use serde_json::Value as Json;
     match value {
         toml::Value::String(s) => Json::String(s.clone()),
         toml::Value::Integer(i) => Json::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        toml::Value::Float(f) => canonical_number(*f),
         toml::Value::Boolean(b) => Json::Bool(*b),
         toml::Value::Datetime(d) => Json::String(d.to_string()),
         toml::Value::Array(items) => Json::Array(items.iter().map(toml_to_json).collect()),

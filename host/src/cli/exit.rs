@@ -228,6 +228,8 @@ fn code_of_check(err: &CheckError) -> u8 {
         | CheckError::SeveralComponents { .. }
         | CheckError::Load { .. }
         | CheckError::WrongWorld { .. } => PLUGIN_LOAD,
+        CheckError::ConfigRejected { .. } => USAGE,
+        CheckError::ConfigSchema { .. } => PLUGIN_LOAD,
         CheckError::Experiment(err) => match err {
             ExperimentError::NeedsApproval { .. } => NOT_APPROVED,
             ExperimentError::Start { .. } | ExperimentError::EchoUpstream { .. } => UNAVAILABLE,

@@ -456,11 +456,15 @@ fn config_text(config: &str) -> Result<String, CliError> {
     }
 }
 
+/// The `--config` JSON, as every plugin language reads it alike (see
+/// [`check::config::canonical`]).
 fn read_config(config: &str) -> Result<String, CliError> {
     let text = config_text(config)?;
-    serde_json::from_str::<serde_json::Value>(&text)
+    let value = serde_json::from_str::<serde_json::Value>(&text)
         .map_err(|err| CliError::input("--config is not valid JSON", err))?;
-    Ok(text)
+    let value = check::config::canonical(value)
+        .map_err(|why| CliError::Usage(format!("--config: {why}")))?;
+    Ok(value.to_string())
 }
 
 fn lock_plan(runtime: &Runtime, plan: &Plan, args: &LockArgs) -> Result<u8, CliError> {

@@ -236,6 +236,7 @@ async fn started_record(
     })?;
     let names: Vec<&str> = inputs.plan.plugins.keys().map(String::as_str).collect();
     let loaded = check::load_plugins(inputs.runtime, inputs.plan, names, progress)?;
+    check::config::check_configs(inputs.plan, &loaded).await?;
     let plugins = loaded
         .iter()
         .map(|(name, plugin)| {

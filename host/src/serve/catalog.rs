@@ -171,6 +171,10 @@ fn load_plan(runtime: &Runtime, name: &str, path: &PathBuf) -> Result<ServedPlan
         &NoProgress,
     )
     .map_err(LoadFailure::Check)?;
+    // Runs on a blocking thread of the server's runtime.
+    tokio::runtime::Handle::current()
+        .block_on(check::config::check_configs(&plan, &plugins))
+        .map_err(LoadFailure::Check)?;
     let bytes = std::fs::read(path).unwrap_or_default();
     Ok(ServedPlan {
         name: name.to_owned(),
