@@ -284,15 +284,21 @@ fn plugin_test_runs_golden_cases_and_shows_what_differs() {
     );
     assert!(text.contains("2 cases, 1 failed"), "{text}");
 
+    // An unreadable case is BROKEN (exit 1); the other case still runs.
     std::fs::write(cases.join("wrong-expectation/expected.json"), "{oops").expect("write");
     let out = cairn(&["plugin", "test", guests::NO_DELETES, "--cases", &cases_arg]);
-    assert_eq!(
-        out.status.code(),
-        Some(66),
-        "unreadable case: {}",
-        stderr(&out)
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "unreadable case: {text}");
+    assert!(text.contains("ok   deletion-fails"), "{text}");
+    assert!(
+        text.contains("BROKEN wrong-expectation\n") && text.contains("expected.json: invalid JSON"),
+        "{text}"
     );
-    assert!(stderr(&out).contains("expected.json"), "{}", stderr(&out));
+    // A cases directory that cannot be listed is an input error.
+    let missing = cases.join("no-such-dir").display().to_string();
+    let out = cairn(&["plugin", "test", guests::NO_DELETES, "--cases", &missing]);
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-dir"), "{}", stderr(&out));
 }
 
 #[test]

@@ -37,6 +37,9 @@ mod escaping;
 mod locations;
 // `cairn check` with plans: gates, every report format, lock, the example plan.
 mod plans;
+// `cairn plugin test`: pinned texts, --bless, broken cases, output by case,
+// the conformance corpus in three languages.
+mod golden_cases;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.
 mod validators;
 // The bundled fault injectors: every golden case through the host, deterministic

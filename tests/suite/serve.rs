@@ -839,28 +839,7 @@ fn sigterm_drains_calls_in_flight_and_then_exits_cleanly() {
 #[test]
 fn a_rollout_over_http_pauses_is_approved_by_token_identities_and_journals_it() {
     let _watchdog = cairn_tests::Watchdog::start(Duration::from_secs(400), "serve rollout");
-    let server = Served::start_with("", ", rollout = \"rollout/plan.toml\"", |dir| {
-        let source = repo().join("examples/rollout");
-        std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
-        for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
-            std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
-        }
-        let plan = std::fs::read_to_string(source.join("plan.toml"))
-            .unwrap()
-            .replace("../../plugins/well-formed", guests::WELL_FORMED)
-            .replace(
-                "../../plugins/destructive-change",
-                guests::DESTRUCTIVE_CHANGE,
-            )
-            .replace("../../plugins/slo-gate", guests::SLO_GATE)
-            // The canary asks security and the data steward before it
-            // promotes.
-            .replace(
-                "observe-ms = 300",
-                "observe-ms = 300\napprove-before = true",
-            );
-        std::fs::write(dir.join("rollout/plan.toml"), plan).unwrap();
-    });
+    let server = serve_rollout_example();
     let change = bundle_of_dir(&repo().join("examples/changes/canary-healthy"));
     let started = server.request(
         "POST",
@@ -1117,4 +1096,108 @@ fn a_check_past_the_request_deadline_is_a_504_and_the_server_serves_on() {
         Some(&bundle(false)),
     );
     assert_eq!(next.status, 200);
+}
+
+/// A server whose tenant A has plan `rollout`: examples/rollout with the
+/// suite's guests, its canary asking security and the data steward before
+/// it promotes.
+fn serve_rollout_example() -> Served {
+    Served::start_with("", ", rollout = \"rollout/plan.toml\"", |dir| {
+        let source = repo().join("examples/rollout");
+        std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
+        for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
+            std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
+        }
+        let plan = std::fs::read_to_string(source.join("plan.toml"))
+            .unwrap()
+            .replace("../../plugins/well-formed", guests::WELL_FORMED)
+            .replace(
+                "../../plugins/destructive-change",
+                guests::DESTRUCTIVE_CHANGE,
+            )
+            .replace("../../plugins/slo-gate", guests::SLO_GATE)
+            .replace(
+                "observe-ms = 300",
+                "observe-ms = 300\napprove-before = true",
+            );
+        std::fs::write(dir.join("rollout/plan.toml"), plan).unwrap();
+    })
+}
+
+#[test]
+fn a_rollout_aborted_over_http_rolls_back_verifies_and_records_who() {
+    let _watchdog = cairn_tests::Watchdog::start(Duration::from_secs(300), "serve abort");
+    let server = serve_rollout_example();
+    let change = bundle_of_dir(&repo().join("examples/changes/canary-healthy"));
+    let started = server.request(
+        "POST",
+        "/v1/rollouts?plan=rollout&id=ab-1",
+        Some(TOKEN_A),
+        Some(&change),
+    );
+    assert_eq!(started.status, 202);
+    server.wait_for("the pause before canary", Duration::from_secs(120), |s| {
+        s.request("GET", "/v1/rollouts/ab-1", Some(TOKEN_A), None)
+            .json()["phase"]
+            == "paused"
+    });
+    let hidden = server.request(
+        "POST",
+        "/v1/rollouts/ab-1/abort",
+        Some(TOKEN_B),
+        Some(br#"{"reason":"x"}"#),
+    );
+    assert_eq!(
+        (hidden.status, hidden.error_code().as_str()),
+        (404, "unknown-rollout")
+    );
+    let abort = server.request(
+        "POST",
+        "/v1/rollouts/ab-1/abort",
+        Some(TOKEN_A),
+        Some(br#"{"reason":"customer escalation"}"#),
+    );
+    assert_eq!(
+        abort.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&abort.body)
+    );
+    assert_matches_openapi(&abort.json(), "/v1/rollouts/{id}/abort", "post", 202);
+    server.wait_for("the rollback to end", Duration::from_secs(120), |s| {
+        let status = s
+            .request("GET", "/v1/rollouts/ab-1", Some(TOKEN_A), None)
+            .json();
+        status["driving"] == false && status["phase"] == "rolled-back"
+    });
+    let again = server.request(
+        "POST",
+        "/v1/rollouts/ab-1/abort",
+        Some(TOKEN_A),
+        Some(br#"{"reason":"twice"}"#),
+    );
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (409, "refused")
+    );
+    let journal = server
+        .request("GET", "/v1/rollouts/ab-1/journal", Some(TOKEN_A), None)
+        .json();
+    assert_eq!(journal["intact"], true);
+    let abort_record = journal["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "abort-requested")
+        .cloned()
+        .expect("the abort is journaled");
+    assert_eq!(abort_record["body"]["by"], "alice");
+    assert_eq!(abort_record["body"]["reason"], "customer escalation");
+    assert!(
+        journal["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "rollback-verified")
+    );
 }

@@ -361,6 +361,10 @@ pub(crate) enum PluginCommand {
         /// Directory of cases, one sub-directory per case.
         #[arg(long, value_name = "DIR")]
         cases: PathBuf,
+        /// Record the plugin's current answer as each case's expected.json
+        /// (created when missing) instead of comparing with it.
+        #[arg(long)]
+        bless: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -385,12 +389,20 @@ diff. The plugin's world picks the kind of case.
 Each validator case is a directory:
   change/          the change (before/, after/, optional metrics.json)
   config.json      optional plugin config (default {})
-  expected.json    {\"outcome\": \"fail\", \"findings\": [{\"rule\": \"...\",
-                   \"severity\": \"error\", \"document\": \"...\", \"pointer\": \"/a\",
-                   \"line\": 3}]}  -- or {\"refused\": true}
+  expected.json    {\"outcome\": \"fail\", \"summary\": \"1 finding(s)\",
+                   \"findings\": [{\"rule\": \"...\", \"severity\": \"error\",
+                   \"document\": \"...\", \"pointer\": \"/a\", \"line\": 3,
+                   \"column\": 7, \"message\": \"...\", \"hint\": \"...\"}]}
+                   -- or {\"refused\": true} (any refusal)
+                   -- or {\"refused\": \"the refusal's text\"}
 
+Only `outcome` (and each finding's `rule`) is required; any other key is
+checked when given. Texts (summary, message, hint, a refusal) match exactly,
+or as {\"contains\": \"part\"} when they contain the part. A finding's
+document, pointer, line and column may also be nested in \"location\": {..}.
 Expected findings must match the actual ones one to one (order does not
-matter; each key given must be equal).
+matter); a finding that differs on some keys is shown key by key with the
+expected and the actual value. Unknown keys are errors.
 
 Each fault-injector case is a directory:
   request.json     the request, kebab-case, every field optional:
@@ -409,11 +421,24 @@ faults); actions are {\"kind\": \"forward\"}, {\"kind\": \"reset\"},
 {\"throttle-bytes-per-second\": N, \"truncate-after-bytes\": N,
 \"corrupt-bytes\": N}.
 
-Exit code 0 when every case passes, 1 otherwise.
+A case that cannot be read (no or invalid expected.json, invalid
+config.json or request.json, unreadable change/) is BROKEN, with its reason;
+the other cases still run. What the plugin logged or printed during a case
+is shown under it, each line prefixed with [case name].
+
+--bless runs every case (of either kind) and writes the plugin's current
+answer as its expected.json, creating it when missing: every key the plugin
+gave (findings sorted by location), or {\"refused\": \"<the refusal>\"}. It
+prints which files it wrote and which were unchanged; a case the sandbox
+stopped is not written and fails the run.
+
+Exit code 0 when every case passes (or is blessed), 1 when any failed or is
+broken.
 
 Examples:
   cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases
-  cairn plugin test target/my_faults.wasm --cases samples";
+  cairn plugin test target/my_faults.wasm --cases samples
+  cairn plugin test plugins/no-deletes --cases plugins/no-deletes/cases --bless";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum LangArg {

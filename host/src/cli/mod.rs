@@ -139,6 +139,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Plugin(PluginCommand::Test {
             plugin,
             cases,
+            bless,
             limits,
         }) => {
             let limits = limits
@@ -146,7 +147,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 .apply(Limits::default())
                 .map_err(CheckError::Limits)?;
             let runtime = runtime(limits.fuel.is_some())?;
-            tokio.block_on(test_cases(&runtime, &plugin, &cases, &limits))
+            tokio.block_on(test_cases(&runtime, &plugin, &cases, bless, &limits))
         }
         Command::Proxy(args) => {
             let limits = args
@@ -597,14 +598,21 @@ async fn inspect(runtime: &Runtime, path: &Path) -> Result<u8, CliError> {
     }
 }
 
+/// `cairn plugin test`: runs (or, with `bless`, records) every case, prints
+/// each result and a count, and exits 1 when any case failed or is broken.
 async fn test_cases(
     runtime: &Runtime,
     plugin: &Path,
     cases: &Path,
+    bless: bool,
     limits: &Limits,
 ) -> Result<u8, CliError> {
     let (_, _, plugin) = load_one(runtime, plugin)?;
-    let results = golden::run_cases(&plugin, cases, limits).await?;
+    let results = if bless {
+        golden::bless_cases(&plugin, cases, limits).await?
+    } else {
+        golden::run_cases(&plugin, cases, limits).await?
+    };
     if results.is_empty() {
         return Err(CliError::Input {
             message: format!(
@@ -617,13 +625,37 @@ async fn test_cases(
     for result in &results {
         println!("{result}");
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
-    println!(
-        "\n{}: {} cases, {failed} failed",
-        crate::escape::single_line(plugin.name()),
-        results.len()
-    );
-    Ok(if failed == 0 { exit::PASS } else { exit::FAIL })
+    let broken = results.iter().filter(|r| r.is_broken()).count();
+    let failed = results
+        .iter()
+        .filter(|r| !r.passed() && !r.is_broken())
+        .count();
+    let passed = results.len() - failed - broken;
+    let name = crate::escape::single_line(plugin.name());
+    if bless {
+        let written = results
+            .iter()
+            .filter(|r| {
+                r.blessed
+                    .as_ref()
+                    .is_some_and(|(b, _)| *b != golden::Blessed::Unchanged)
+            })
+            .count();
+        println!(
+            "\n{name}: {} cases, {written} expected.json written, {failed} failed, {broken} broken",
+            results.len()
+        );
+    } else {
+        println!(
+            "\n{name}: {} cases, {failed} failed, {broken} broken, {passed} passed",
+            results.len()
+        );
+    }
+    Ok(if failed + broken == 0 {
+        exit::PASS
+    } else {
+        exit::FAIL
+    })
 }
 
 fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8, CliError> {

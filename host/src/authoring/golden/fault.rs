@@ -24,13 +24,17 @@
 //!
 //! which passes when the plugin returns its own `err` containing that text
 //! (`""` for any refusal).
+//!
+//! With `--bless` ([`super::bless_cases`]) the plugin's current answer is
+//! written as `expected.json`: the decision in full, or the whole refusal.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
-    CaseError, CaseResult, EXPECTED_FILE, Mismatch, case_dirs, case_name, read_config, read_json,
+    CaseError, CaseResult, EXPECTED_FILE, Mismatch, case_dirs, case_name, output_lines,
+    read_config, read_json, refusal_file, to_file, write_expected,
 };
 use crate::runtime::call::CallOutcome;
 use crate::runtime::inject::{Action, Decision, RequestInfo};
@@ -75,23 +79,13 @@ pub struct FaultCase {
 impl FaultCase {
     /// Loads the case in `dir`.
     pub fn load(dir: &Path) -> Result<FaultCase, CaseError> {
-        let request_path = dir.join(REQUEST_FILE);
-        if !request_path.is_file() {
-            let reason = if dir.join(super::CHANGE_DIR).is_dir() {
-                format!(
-                    "has no {REQUEST_FILE} but a {}/: a validator case, but the plugin is a fault injector",
-                    super::CHANGE_DIR
-                )
-            } else {
-                format!("has no {REQUEST_FILE} (the request to decide, `{{}}` for the defaults)")
-            };
-            return Err(CaseError::Invalid {
+        let (request, config) = load_input(dir)?;
+        let expected_path = dir.join(EXPECTED_FILE);
+        if !expected_path.exists() {
+            return Err(CaseError::NoExpected {
                 path: dir.to_owned(),
-                reason,
             });
         }
-        let request: RequestInfo = read_json(&request_path)?;
-        let expected_path = dir.join(EXPECTED_FILE);
         let file: ExpectedFile = read_json(&expected_path)?;
         let expected = match (file.decision, file.refused) {
             (Some(decision), None) => FaultExpected::Decision(decision),
@@ -113,7 +107,7 @@ impl FaultCase {
             name: case_name(dir),
             dir: dir.to_owned(),
             request,
-            config: read_config(dir)?,
+            config,
             expected,
         })
     }
@@ -122,10 +116,65 @@ impl FaultCase {
     pub async fn run(&self, plugin: &Plugin, limits: &Limits) -> CaseResult {
         let report = plugin.decide(&self.request, &self.config, limits).await;
         CaseResult {
-            name: self.name.clone(),
+            output: output_lines(&report.output),
             mismatches: compare_decision(&self.expected, &report.outcome),
+            ..CaseResult::new(&self.name)
         }
     }
+}
+
+/// The request and the plugin config of the case in `dir`.
+fn load_input(dir: &Path) -> Result<(RequestInfo, String), CaseError> {
+    let request_path = dir.join(REQUEST_FILE);
+    if !request_path.is_file() {
+        let reason = if dir.join(super::CHANGE_DIR).is_dir() {
+            format!(
+                "has no {REQUEST_FILE} but a {}/: a validator case, but the plugin is a fault injector",
+                super::CHANGE_DIR
+            )
+        } else {
+            format!("has no {REQUEST_FILE} (the request to decide, `{{}}` for the defaults)")
+        };
+        return Err(CaseError::Invalid {
+            path: dir.to_owned(),
+            reason,
+        });
+    }
+    let request: RequestInfo = read_json(&request_path)?;
+    Ok((request, read_config(dir)?))
+}
+
+/// Runs `plugin`'s `decide` on the case in `dir` and writes its answer as
+/// the case's `expected.json`: `{"decision": ...}`, or `{"refused":
+/// "<the whole refusal>"}` (which contains itself, so it passes).
+pub(super) async fn bless_fault_case(dir: &Path, plugin: &Plugin, limits: &Limits) -> CaseResult {
+    #[derive(Serialize)]
+    struct File<'a> {
+        decision: &'a Decision,
+    }
+    let name = case_name(dir);
+    let (request, config) = match load_input(dir) {
+        Ok(input) => input,
+        Err(err) => return CaseResult::broken(&name, &err),
+    };
+    let report = plugin.decide(&request, &config, limits).await;
+    let output = output_lines(&report.output);
+    let text = match &report.outcome {
+        CallOutcome::Completed(decision) => to_file(&File { decision }),
+        CallOutcome::Refused(reason) => refusal_file(reason),
+        CallOutcome::Stopped(failure) => {
+            return CaseResult {
+                output,
+                mismatches: vec![Mismatch::Stopped {
+                    failure: format!("{}: {}", failure.kind, failure.message),
+                }],
+                ..CaseResult::new(&name)
+            };
+        }
+    };
+    let mut result = write_expected(dir, &name, &text);
+    result.output = output;
+    result
 }
 
 /// Loads every fault-injector case under `cases_dir` (one subdirectory per
@@ -552,11 +601,11 @@ mod tests {
     #[test]
     fn a_failed_case_prints_every_line_of_its_mismatches_indented() {
         let result = CaseResult {
-            name: "aborts".into(),
             mismatches: compare_decision(
                 &FaultExpected::Decision(Decision::PASS),
                 &CallOutcome::Completed(delayed(7)),
             ),
+            ..CaseResult::new("aborts")
         };
         assert_eq!(
             result.to_string(),
