@@ -576,3 +576,27 @@ fn a_kill_at_any_moment_never_leaves_a_partial_report() {
         }
     }
 }
+
+#[test]
+fn validate_names_a_plugin_by_its_own_info_name_in_every_language() {
+    for guest in [
+        guests::SECRETS_SCAN,
+        guests::SECRETS_SCAN_PY,
+        guests::SECRETS_SCAN_JS,
+    ] {
+        let out = cairn(&[
+            "validate",
+            guest,
+            "--change",
+            &example("safe-edit"),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{guest}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        assert_eq!(
+            report["checkpoints"][0]["validators"][0]["name"], "secrets-scan",
+            "{guest}"
+        );
+    }
+}

@@ -716,6 +716,33 @@ impl Plan {
         Ok(self)
     }
 
+    /// Renames plugin `old` of an ad-hoc plan to `new` (its own `info()`
+    /// name, so reports name a check the same in every language), with its
+    /// validators. Does nothing when `new` is taken or `old` is unknown.
+    pub fn rename_plugin(&mut self, old: &str, new: &str) {
+        if old == new || self.plugins.contains_key(new) {
+            return;
+        }
+        let Some(mut entry) = self.plugins.remove(old) else {
+            return;
+        };
+        entry.name = new.to_owned();
+        self.plugins.insert(new.to_owned(), entry);
+        for validator in self
+            .checkpoints
+            .iter_mut()
+            .flat_map(|c| c.validators.iter_mut())
+            .chain(self.verify.iter_mut())
+        {
+            if validator.plugin == old {
+                validator.plugin = new.to_owned();
+                if validator.name == old {
+                    validator.name = new.to_owned();
+                }
+            }
+        }
+    }
+
     /// One checkpoint that runs every plugin given, each with the same
     /// config (JSON text), limits and `on-error`: the plan of
     /// `cairn validate`, of benchmarks and tests. Plugins are named after

@@ -110,8 +110,9 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             tokio.block_on(check(&runtime, &plan, &args.change, &args))
         }
         Command::Validate(args) => {
-            let plan = ad_hoc_plan(&args)?;
+            let mut plan = ad_hoc_plan(&args)?;
             let runtime = runtime(plan.needs_fuel())?;
+            tokio.block_on(name_by_info(&runtime, &mut plan));
             let check_args = CheckArgs {
                 plan: PathBuf::from("(command line)"),
                 change: args.change.clone(),
@@ -384,6 +385,34 @@ fn output_format(args: &OutputArgs) -> Result<(report::Format, Option<PathBuf>),
 }
 
 /// The plan `cairn validate` runs: one checkpoint with every plugin given.
+/// Names each plugin of an ad-hoc plan by its own `info()` name rather
+/// than its file name (`secrets-scan`, not `secrets_scan_py`), so one check
+/// has one name in reports whatever language it is written in. A plugin
+/// that does not load or answer keeps its file name (the run reports why);
+/// a name that is not a plain identifier, or is taken, is not used.
+async fn name_by_info(runtime: &Runtime, plan: &mut Plan) {
+    let mut renames = Vec::new();
+    for (name, entry) in &plan.plugins {
+        let Ok(plugin) = runtime.load_file(&entry.path, entry.sha256.as_ref()) else {
+            continue;
+        };
+        if let CallOutcome::Completed(info) = plugin.info(&entry.limits).await.outcome {
+            let usable = !info.name.is_empty()
+                && info.name.len() <= 64
+                && info
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if usable {
+                renames.push((name.clone(), info.name));
+            }
+        }
+    }
+    for (old, new) in renames {
+        plan.rename_plugin(&old, &new);
+    }
+}
+
 fn ad_hoc_plan(args: &ValidateArgs) -> Result<Plan, CliError> {
     if !args.sha256.is_empty() && args.sha256.len() != args.plugins.len() {
         return Err(CliError::Usage(format!(
