@@ -1102,6 +1102,11 @@ fn a_check_past_the_request_deadline_is_a_504_and_the_server_serves_on() {
 /// suite's guests, its canary asking security and the data steward before
 /// it promotes.
 fn serve_rollout_example() -> Served {
+    serve_rollout_plan(true)
+}
+
+/// [`serve_rollout_example`], with or without the canary's approval.
+fn serve_rollout_plan(approve_before: bool) -> Served {
     Served::start_with("", ", rollout = \"rollout/plan.toml\"", |dir| {
         let source = repo().join("examples/rollout");
         std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
@@ -1118,10 +1123,43 @@ fn serve_rollout_example() -> Served {
             .replace("../../plugins/slo-gate", guests::SLO_GATE)
             .replace(
                 "observe-ms = 300",
-                "observe-ms = 300\napprove-before = true",
+                if approve_before {
+                    "observe-ms = 300\napprove-before = true"
+                } else {
+                    "observe-ms = 300"
+                },
             );
         std::fs::write(dir.join("rollout/plan.toml"), plan).unwrap();
     })
+}
+
+#[test]
+fn a_degraded_canary_started_over_http_rolls_back_and_the_rollback_verifies() {
+    let _watchdog = cairn_tests::Watchdog::start(Duration::from_secs(300), "serve rollback");
+    let server = serve_rollout_plan(false);
+    let change = bundle_of_dir(&repo().join("examples/changes/canary-degraded"));
+    let started = server.request(
+        "POST",
+        "/v1/rollouts?plan=rollout&id=bad-1",
+        Some(TOKEN_A),
+        Some(&change),
+    );
+    assert_eq!(started.status, 202);
+    server.wait_for("the rollout to end", Duration::from_secs(120), |s| {
+        let status = s
+            .request("GET", "/v1/rollouts/bad-1", Some(TOKEN_A), None)
+            .json();
+        status["driving"] == false
+            && !matches!(
+                status["phase"].as_str(),
+                Some("starting" | "running" | "rolling-back")
+            )
+    });
+    let status = server
+        .request("GET", "/v1/rollouts/bad-1", Some(TOKEN_A), None)
+        .json();
+    assert_eq!(status["phase"], "rolled-back", "{status:#}");
+    assert_eq!(status["rollback"]["verified"], true, "{status:#}");
 }
 
 #[test]

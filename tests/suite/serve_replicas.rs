@@ -229,4 +229,10 @@ fn replicas_killed_at_random_take_each_others_rollouts_over_without_repeating_a_
             ready.status == 503 && ready.json()["store-error"].is_string()
         },
     );
+    let health = replicas[0].request("GET", "/healthz", None, None);
+    assert_eq!(
+        health.status, 503,
+        "liveness fails: the replica must be restarted"
+    );
+    assert_eq!(health.json()["status"], "store-lost");
 }

@@ -7,7 +7,8 @@
 #   ctl.sh deploy|undeploy ENV   record a deployment to ENV
 #   ctl.sh weight PERCENT        send PERCENT of traffic to the new version;
 #                                the observed metrics become the change's
-#                                metrics.json (above 0) or the baseline (0)
+#                                metrics.json (above 0; a bundle's "metrics")
+#                                or the baseline (0)
 #   ctl.sh notify                append the notification to notifications.log
 #
 # Every run is logged with its idempotency key and attempt in hook-runs.log,
@@ -44,6 +45,11 @@ case "$action" in
         echo "$percent" > "$state/weight"
         if [ "$percent" -gt 0 ] && [ -f "$change/metrics.json" ]; then
             publish_metrics "$change/metrics.json"
+        elif [ "$percent" -gt 0 ] && [ -f "$change" ] \
+            && python3 -c 'import json, sys; m = json.load(open(sys.argv[1])).get("metrics"); sys.exit(0 if m else 1)' "$change" 2>/dev/null; then
+            # A change bundle (a rollout started over HTTP): its "metrics".
+            python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1]))["metrics"], sys.stdout)' "$change" > "$state/bundle-metrics.json"
+            publish_metrics "$state/bundle-metrics.json"
         else
             publish_metrics "$here/baseline-metrics.json"
         fi

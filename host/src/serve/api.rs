@@ -277,8 +277,17 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// Alive, unless the PostgreSQL connection is gone: a replica does not
+/// reconnect, so its liveness probe failing is what gets it restarted.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.rollouts.unavailable() {
+        None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "store-lost", "store-error": why})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
