@@ -552,6 +552,11 @@ for any that fails, with
 ```sh
 cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
 ```
+
+The guide for plugin authors is `plugin-sdk/docs/rust.md` in the cairn
+repository (the checkout this project's `cairn-plugin-sdk` dependency
+points to): the config schema, findings with locations, refusals, logs,
+golden cases, pre-initialisation, limits and pinning a digest.
 "#;
 
 const RUST_FAULT_INJECTOR_README: &str = concat!(
@@ -570,13 +575,20 @@ its golden cases, from your cairn checkout:
 ```sh
 cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
 ```
+
+The guide for plugin authors is `plugin-sdk/docs/rust.md` in the cairn
+repository (the checkout this project's `cairn-plugin-sdk` dependency
+points to); its section 12 covers fault injectors.
 "#,
     fault_cases_readme!()
 );
 
 const INTERPRETED_VALIDATOR_README: &str = r#"# {{name}}
 
-A cairn validator. Build it (the SDK's README lists the one-time setup):
+A cairn validator. Build it (the one-time setup is in the cairn
+repository's guide for your language: `plugin-sdk/docs/python.md` or
+`plugin-sdk/docs/javascript.md`, which also cover the config schema,
+findings with locations, refusals, logs, golden cases and limits):
 
 ```sh
 ./build.sh
@@ -601,7 +613,9 @@ const INTERPRETED_FAULT_INJECTOR_README: &str = concat!(
     r#"# {{name}}
 
 A cairn fault injector, built against contract `cairn:plugin@0.2.0`. Build
-it (the SDK's README lists the one-time setup):
+it (the one-time setup is in the cairn repository's guide for your
+language: `plugin-sdk/docs/python.md` or `plugin-sdk/docs/javascript.md`,
+whose section 12 covers fault injectors):
 
 ```sh
 ./build.sh
