@@ -667,11 +667,19 @@ pub(crate) fn output_lines(output: &CapturedOutput) -> Vec<String> {
 }
 
 /// The plugin config of the case in `dir`: `config.json` as compact JSON
-/// text, `{}` when there is none.
+/// text, `{}` when there is none, handed over as a plan's config would be
+/// (whole-number floats as integers; an integer beyond ±(2^53-1) breaks
+/// the case). It is not checked against the plugin's schema: a case may
+/// test the plugin's own refusal of a bad config.
 fn read_config(dir: &Path) -> Result<String, CaseError> {
     let config_path = dir.join(CONFIG_FILE);
     if config_path.is_file() {
         let value: serde_json::Value = read_json(&config_path)?;
+        let value =
+            crate::check::config::canonical(value).map_err(|reason| CaseError::Invalid {
+                path: config_path.clone(),
+                reason,
+            })?;
         Ok(value.to_string())
     } else {
         Ok("{}".to_owned())
@@ -1144,6 +1152,16 @@ fn augment(e: usize, fits: &[Vec<usize>], owner: &mut [Option<usize>], seen: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_config_reaches_the_plugin_as_a_plan_config_would() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"max": 3.0, "big": 1e3}"#).unwrap();
+        assert_eq!(read_config(dir.path()).unwrap(), r#"{"big":1000,"max":3}"#);
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"id": 9007199254740993}"#).unwrap();
+        let err = read_config(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config/id is beyond"), "{err}");
+    }
     use crate::runtime::failure::{Failure, FailureKind};
     use crate::runtime::verdict::Location;
 
