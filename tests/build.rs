@@ -228,6 +228,9 @@ fn build_interpreted(root: &Path, out_dir: &Path) -> Vec<(&'static str, PathBuf)
             }
         };
         command.arg(&src).arg("-o").arg(&output);
+        // The SDKs' input-addressed build cache, kept with the guests
+        // rather than in the user's home.
+        command.env("CAIRN_BUILD_CACHE", out_dir.join("build-cache"));
         if name == "FLAKY_UPSTREAM_PY" {
             // Stays a contract 0.1.0 fault injector: 0.1.0 keeps being built
             // and tested whatever the SDK's default contract.

@@ -37,6 +37,7 @@
 // built with `build.mjs --contract 0.1.0`; see v0_1/fault-injector.js.
 
 export { log, pluginInfo, Refusal } from './common.js';
+import { guarded, guardedInfo } from './common.js';
 
 /** 2^64 as a number: the size of the range `random` is drawn from. */
 const RANDOM_RANGE = 18446744073709551616;
@@ -328,7 +329,8 @@ function toWit(decision) {
  */
 export function exportFaultInjector(plugin) {
   return {
-    info: () => plugin.info(),
-    decide: (request, config) => toWit(plugin.decide(new Request(request), config)),
+    info: () => guardedInfo(() => plugin.info()),
+    decide: (request, config) =>
+      guarded('decide', () => toWit(plugin.decide(new Request(request), config))),
   };
 }

@@ -15,6 +15,7 @@
 //   });
 
 import * as wit from 'cairn:plugin/change@0.1.0';
+import { guarded, guardedInfo } from './common.js';
 
 export { log, pluginInfo, Refusal } from './common.js';
 
@@ -179,7 +180,7 @@ export function inconclusive(summary) {
 export function exportValidator(plugin) {
   const change = new Change();
   return {
-    info: () => plugin.info(),
-    validate: (at, config) => plugin.validate(change, at, config),
+    info: () => guardedInfo(() => plugin.info()),
+    validate: (at, config) => guarded('validate', () => plugin.validate(change, at, config)),
   };
 }

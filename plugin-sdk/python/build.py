@@ -4,6 +4,7 @@
     python3 plugin-sdk/python/build.py PLUGIN_DIR [-o OUT.wasm]
                                        [--world validator|fault-injector]
                                        [--contract 0.1.0|0.2.0] [--module app]
+                                       [--no-cache]
 
 PLUGIN_DIR holds the app module (``app.py`` by default) and any modules it
 imports. The world is read from the app module (``export_fault_injector``
@@ -17,12 +18,34 @@ no validator world), fault injectors against ``cairn:plugin@0.2.0``
 SDK's frozen 0.1.0 module (``cairn_plugin/v0_1/fault_injector.py``) is then
 ``cairn_plugin.fault_injector``.
 
+Errors: the SDK turns an uncaught exception in ``validate``/``decide`` into
+the plugin's own error result, naming the plugin's file and line
+(``KeyError: 'steps' (at app.py line 12, in validate)``).
+
+Reproducible output: componentize-py runs the app once at build time and
+snapshots the interpreter's memory. That snapshot holds state seeded from
+the build machine's entropy (Python's string hash secret, which componentize-py
+does not let a caller fix: the interpreter gets a fixed environment, so
+PYTHONHASHSEED does not reach it) and the modification times of the
+temporary directories componentize-py creates, so two from-scratch builds of
+the same source differ. The build is therefore input-addressed: the component
+is kept in a cache under the digest of everything that goes into it (the
+staged sources, the WIT, world, contract and module, componentize-py's
+version), and a build with the same inputs gives back the same bytes without
+running componentize-py again. The cache is $CAIRN_BUILD_CACHE, else
+$XDG_CACHE_HOME/cairn/components (~/.cache/cairn/components); it keeps the
+most recently used entries (CACHE_KEEP). ``--no-cache`` builds from scratch
+(and refreshes the entry). Staged sources get a fixed modification time
+($SOURCE_DATE_EPOCH, else 1980-01-01), so a checkout's times never reach the
+snapshot.
+
 Needs componentize-py at the version pinned in requirements.txt:
 
     pip install -r plugin-sdk/python/requirements.txt
 """
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -42,6 +65,10 @@ CONTRACTS = {
 # The SDK's frozen modules of older contracts: staged over the current ones
 # when building against that contract.
 FROZEN = {"0.1.0": SDK_DIR / "cairn_plugin" / "v0_1"}
+# What the build does beyond its inputs; bump it when the recipe changes.
+RECIPE = "cairn-py-build/2"
+# How many components the build cache keeps (most recently used first).
+CACHE_KEEP = 24
 # Only sources go into the component: build outputs and caches stay out.
 SKIPPED = {"target", "__pycache__", "node_modules", ".git", ".venv", "venv"}
 
@@ -119,6 +146,54 @@ def stage_sdk(dest: Path, contract: str) -> None:
             shutil.copy2(module, dest / module.name)
 
 
+def fix_times(root: Path) -> None:
+    """Gives every staged file and folder one fixed modification time."""
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "315532800"))
+    paths = sorted(root.rglob("*"), reverse=True) + [root]
+    for path in paths:
+        os.utime(path, (epoch, epoch))
+
+
+def hash_tree(digest, root: Path) -> None:
+    """Feeds the relative names and contents of every file under root, in a fixed order."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+
+
+def cache_key(staged: Path, wit: Path, world: str, contract: str, module: str, version: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{RECIPE}\0{world}\0{contract}\0{module}\0componentize-py {version}\0".encode())
+    hash_tree(digest, wit)
+    digest.update(b"--sources--\0")
+    hash_tree(digest, staged)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("CAIRN_BUILD_CACHE")
+    if explicit:
+        return Path(explicit).resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cairn" / "components"
+
+
+def prune_cache(cache: Path) -> None:
+    """Keeps the CACHE_KEEP most recently used components."""
+    entries = []
+    for path in cache.glob("*.wasm"):
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except OSError:
+            pass
+    entries.sort(reverse=True)
+    for _, path in entries[CACHE_KEEP:]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
 def hint_for(app: Path, world: str, contract: str) -> str:
     """A hint for a failed build: a 0.1.0 fault injector built as 0.2.0."""
     if world == "fault-injector" and contract != "0.1.0" and "RequestInfo" in app.read_text():
@@ -139,6 +214,8 @@ def main() -> None:
                         help="contract version to build against "
                              "(default: the newest that defines the world)")
     parser.add_argument("--module", default="app", help="the app module (default: app)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="build from scratch even if the build cache holds these inputs")
     args = parser.parse_args()
 
     src = args.plugin_dir.resolve()
@@ -159,20 +236,37 @@ def main() -> None:
 
     tool = componentize_py()
     check_version(tool)
+    cache = cache_dir()
+    hit = False
     with tempfile.TemporaryDirectory(prefix="cairn-py-build-") as staged:
         stage_sources(src, Path(staged))
         stage_sdk(Path(staged) / "cairn_plugin", contract)
-        command = [
-            tool, "-d", str(WIT_ROOT / wit_folder), "-w", world, "componentize", args.module,
-            "-p", staged, "-o", str(output),
-        ]
-        result = subprocess.run(command, check=False, cwd=staged)
-    if result.returncode != 0:
-        sys.exit(
-            f"componentize-py failed ({result.returncode}): {' '.join(command)}"
-            + hint_for(app, world, contract)
-        )
-    print(f"built {output} ({world}, cairn:plugin@{contract})")
+        fix_times(Path(staged))
+        key = cache_key(Path(staged), WIT_ROOT / wit_folder, world, contract, args.module,
+                        pinned_version())
+        cached = cache / f"{key}.wasm"
+        hit = not args.no_cache and cached.is_file()
+        if not hit:
+            cache.mkdir(parents=True, exist_ok=True)
+            partial = cache / f"{key}.wasm.{os.getpid()}.partial"
+            command = [
+                tool, "-d", str(WIT_ROOT / wit_folder), "-w", world, "componentize", args.module,
+                "-p", staged, "-o", str(partial),
+            ]
+            result = subprocess.run(command, check=False, cwd=staged)
+            if result.returncode != 0:
+                partial.unlink(missing_ok=True)
+                sys.exit(
+                    f"componentize-py failed ({result.returncode}): {' '.join(command)}"
+                    + hint_for(app, world, contract)
+                )
+            os.replace(partial, cached)
+        else:
+            os.utime(cached)
+    shutil.copyfile(cached, output)
+    prune_cache(cache)
+    note = ", unchanged: from the build cache" if hit else ""
+    print(f"built {output} ({world}, cairn:plugin@{contract}{note})")
 
 
 if __name__ == "__main__":

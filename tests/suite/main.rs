@@ -47,6 +47,9 @@ mod validators;
 mod injectors;
 // Python and JavaScript plugins: cross-language conformance, limits, fault injection.
 mod languages;
+// Python and JavaScript builds are reproducible (input-addressed), and their
+// uncaught errors are readable: type, message, the plugin's own file and line.
+mod guest_languages;
 // The fault proxy: experiments with real injectors and the workload client
 // against a real upstream (plain and TLS): fault rates, replay, the envelope,
 // the kill switch, guardrails, hostile injectors, start-up errors.

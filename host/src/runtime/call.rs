@@ -310,13 +310,16 @@ fn classify(err: &wasmtime::Error, limits: &Limits, output: &CapturedOutput) -> 
 }
 
 /// Appends the last lines the guest wrote to stderr (a Rust panic message,
-/// a Python traceback's last line) to a trap message.
+/// a Python traceback's last line) to a trap message, leaving out what the
+/// language runtimes add around them (see `runtime_boilerplate`).
 fn with_guest_stderr(message: String, output: &CapturedOutput) -> String {
-    let tail: Vec<&str> = output
-        .stderr
-        .lines()
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    let tail: Vec<&str> = lines
+        .iter()
+        .enumerate()
         .rev()
-        .filter(|line| !line.trim().is_empty())
+        .filter(|(i, line)| !line.trim().is_empty() && !runtime_boilerplate(line, lines.get(i + 1)))
+        .map(|(_, line)| *line)
         .take(2)
         .collect();
     if tail.is_empty() {
@@ -324,6 +327,23 @@ fn with_guest_stderr(message: String, output: &CapturedOutput) -> String {
     }
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     format!("{message}; guest stderr: {}", tail.join(" | "))
+}
+
+/// Lines a guest's language runtime writes on its way down that say nothing
+/// about the plugin: Rust's advice to set `RUST_BACKTRACE` (a plugin gets no
+/// environment, so it can never be followed; componentize-py's runtime is
+/// Rust and gives it for every uncaught Python exception), componentize-py's
+/// panic for an uncaught exception (the traceback above it says which), and
+/// StarlingMonkey's note that it aborts.
+fn runtime_boilerplate(line: &str, next: Option<&&str>) -> bool {
+    const PYTHON_PANIC: &str = "Python function threw an unexpected exception";
+    let line = line.trim();
+    line.starts_with("note: run with `RUST_BACKTRACE=1`")
+        || line == PYTHON_PANIC
+        || line == "Redirecting call to abort() to mozalloc_abort"
+        || (line.starts_with("thread '")
+            && line.contains("panicked at")
+            && next.is_some_and(|next| next.trim() == PYTHON_PANIC))
 }
 
 /// Sends the guest's stdout/stderr to `tracing`, tagged with the plugin,
@@ -426,5 +446,51 @@ impl Plugin {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stderr(text: &str) -> CapturedOutput {
+        CapturedOutput {
+            stderr: text.to_owned(),
+            ..CapturedOutput::default()
+        }
+    }
+
+    #[test]
+    fn a_python_exception_past_the_sdk_shows_its_traceback_not_rust_advice() {
+        // What componentize-py's runtime writes for an uncaught exception.
+        let output = stderr(
+            "Traceback (most recent call last):\n  File \"/0/app.py\", line 12, in validate\n\
+             KeyError: 'steps'\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n\
+             Python function threw an unexpected exception\n\
+             note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        assert_eq!(
+            with_guest_stderr("trap".into(), &output),
+            "trap; guest stderr:   File \"/0/app.py\", line 12, in validate | KeyError: 'steps'"
+        );
+    }
+
+    #[test]
+    fn a_javascript_abort_note_and_a_rust_panic_advice_are_left_out() {
+        let js = stderr(
+            "\"TypeError: x is undefined (at app.js line 5, in info)\"\nRedirecting call to abort() to mozalloc_abort\n\n",
+        );
+        assert_eq!(
+            with_guest_stderr("trap".into(), &js),
+            "trap; guest stderr: \"TypeError: x is undefined (at app.js line 5, in info)\""
+        );
+        let rust = stderr(
+            "thread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\n\
+             note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        assert_eq!(
+            with_guest_stderr("trap".into(), &rust),
+            "trap; guest stderr: thread '<unnamed>' panicked at src/lib.rs:9:5: | boom"
+        );
     }
 }

@@ -178,7 +178,7 @@ describe('exportFaultInjector', () => {
     assert.equal(exported.info().name, 'p');
   });
 
-  test('a refusal propagates with its payload and a wrong answer is a TypeError', () => {
+  test('a refusal propagates with its payload; a wrong answer or an uncaught error is a readable error result', () => {
     const refusing = sdk.exportFaultInjector({
       info: () => sdk.pluginInfo('p', '0.1.0', 'd'),
       decide() {
@@ -190,6 +190,15 @@ describe('exportFaultInjector', () => {
       info: () => sdk.pluginInfo('p', '0.1.0', 'd'),
       decide: () => undefined,
     });
-    assert.throws(() => wrong.decide(witRequest({}), '{}'), TypeError);
+    assert.throws(() => wrong.decide(witRequest({}), '{}'), {
+      payload: /^TypeError: decide returned undefined, not a Decision \(at .* line \d+, in toWit\)$/,
+    });
+    const throwing = sdk.exportFaultInjector({
+      info: () => sdk.pluginInfo('p', '0.1.0', 'd'),
+      decide: (request, config) => JSON.parse(config).steps.length,
+    });
+    assert.throws(() => throwing.decide(witRequest({}), '{}'), {
+      payload: /^TypeError: .*\(at .* line \d+, in (Object\.)?decide\)$/,
+    });
   });
 });

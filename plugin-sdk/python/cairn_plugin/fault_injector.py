@@ -42,7 +42,7 @@ is built with ``build.py --contract 0.1.0``; see ``cairn_plugin/v0_1``.
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Protocol, Tuple, Union
 
-from . import PluginInfo, Refusal
+from . import PluginInfo, Refusal, fail_without_result, report_exception
 
 # 2**64 as a float: the size of the range ``random`` is drawn from.
 _RANDOM_RANGE = 18446744073709551616.0
@@ -331,13 +331,21 @@ def export_fault_injector(plugin: FaultInjectorPlugin) -> type:
 
     class FaultInjection:
         def info(self) -> PluginInfo:
-            return plugin.info()
+            try:
+                return plugin.info()
+            except Exception as exc:  # noqa: BLE001 - see fail_without_result
+                fail_without_result(exc, "info")
+                raise
 
         def decide(self, request, config: str):
             try:
                 decision = plugin.decide(_request_from_wit(request), config)
             except Refusal as refusal:
                 raise Err(str(refusal))
+            except Err:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any other exception is the plugin's error
+                raise Err(report_exception(exc, "decide")) from None
             return _decision_to_wit(fi, decision)
 
     return FaultInjection

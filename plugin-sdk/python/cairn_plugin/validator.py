@@ -30,7 +30,7 @@ from componentize_py_types import Err
 from wit_world.imports import change as _change
 from wit_world.imports import types as _types
 
-from . import PluginInfo, Refusal
+from . import PluginInfo, Refusal, fail_without_result, report_exception
 
 Checkpoint = _types.Checkpoint
 Finding = _types.Finding
@@ -231,13 +231,23 @@ def export_validator(plugin: ValidatorPlugin) -> type:
 
     class Validation:
         def info(self) -> PluginInfo:
-            return plugin.info()
+            try:
+                return plugin.info()
+            except Exception as exc:  # noqa: BLE001 - see fail_without_result
+                fail_without_result(exc, "info")
+                raise
 
         def validate(self, at: Checkpoint, config: str) -> Verdict:
             try:
                 return plugin.validate(Change(), at, config)
             except Refusal as refusal:
                 raise Err(str(refusal))
+            except Err:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any other exception is the plugin's error
+                # The plugin's own error result, readable: type, message and
+                # the plugin's file and line (the traceback goes to stderr).
+                raise Err(report_exception(exc, "validate")) from None
 
     return Validation
 

@@ -22,6 +22,10 @@ export const validation = exportValidator({
         setTimeout(() => resolve(verdict([], 'woke up')), 100);
       });
     }
+    if (mode === 'raise') {
+      // An uncaught TypeError: the SDK makes it the plugin's error result.
+      return verdict([], `${JSON.parse(config).steps.length} step(s)`);
+    }
     if (mode === 'alloc') {
       const hoard = [];
       for (;;) {

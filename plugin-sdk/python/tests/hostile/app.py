@@ -22,6 +22,9 @@ class Hostile:
         if mode == "nap":
             time.sleep(0.1)
             return verdict([], "woke up")
+        if mode == "raise":
+            # An uncaught KeyError: the SDK makes it the plugin's error result.
+            return verdict([], f"{len(json.loads(config)['steps'])} step(s)")
         if mode == "alloc":
             hoard = []
             while True:
