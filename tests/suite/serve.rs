@@ -1108,29 +1108,36 @@ fn serve_rollout_example() -> Served {
 /// [`serve_rollout_example`], with or without the canary's approval.
 fn serve_rollout_plan(approve_before: bool) -> Served {
     Served::start_with("", ", rollout = \"rollout/plan.toml\"", |dir| {
-        let source = repo().join("examples/rollout");
-        std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
-        for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
-            std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
-        }
-        let plan = std::fs::read_to_string(source.join("plan.toml"))
-            .unwrap()
-            .replace("../../plugins/well-formed", guests::WELL_FORMED)
-            .replace(
-                "../../plugins/destructive-change",
-                guests::DESTRUCTIVE_CHANGE,
-            )
-            .replace("../../plugins/slo-gate", guests::SLO_GATE)
-            .replace(
-                "observe-ms = 300",
-                if approve_before {
-                    "observe-ms = 300\napprove-before = true"
-                } else {
-                    "observe-ms = 300"
-                },
-            );
-        std::fs::write(dir.join("rollout/plan.toml"), plan).unwrap();
+        copy_rollout_example(dir, |plan| {
+            if approve_before {
+                plan.replace(
+                    "observe-ms = 300",
+                    "observe-ms = 300\napprove-before = true",
+                )
+            } else {
+                plan
+            }
+        });
     })
+}
+
+/// examples/rollout copied to `dir/rollout`, its plugins pointed at the
+/// suite's guests and its plan text rewritten by `edit`.
+pub(crate) fn copy_rollout_example(dir: &Path, edit: impl FnOnce(String) -> String) {
+    let source = repo().join("examples/rollout");
+    std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
+    for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
+        std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
+    }
+    let plan = std::fs::read_to_string(source.join("plan.toml"))
+        .unwrap()
+        .replace("../../plugins/well-formed", guests::WELL_FORMED)
+        .replace(
+            "../../plugins/destructive-change",
+            guests::DESTRUCTIVE_CHANGE,
+        )
+        .replace("../../plugins/slo-gate", guests::SLO_GATE);
+    std::fs::write(dir.join("rollout/plan.toml"), edit(plan)).unwrap();
 }
 
 #[test]

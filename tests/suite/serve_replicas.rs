@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::serve::{Served, bundle_of_dir, repo};
-use crate::util::guests;
+use crate::serve::{Served, bundle_of_dir, copy_rollout_example, repo};
 
 const TOKEN: &str = "replica-test-token";
 
@@ -33,22 +32,10 @@ impl Rng {
 }
 
 fn write_setup(dir: &Path) {
-    let source = repo().join("examples/rollout");
-    std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
-    for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
-        std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
-    }
-    let plan = std::fs::read_to_string(source.join("plan.toml"))
-        .unwrap()
-        .replace("../../plugins/well-formed", guests::WELL_FORMED)
-        .replace(
-            "../../plugins/destructive-change",
-            guests::DESTRUCTIVE_CHANGE,
-        )
-        .replace("../../plugins/slo-gate", guests::SLO_GATE)
-        // A longer canary window: more of each rollout to be killed in.
-        .replace("observe-ms = 300", "observe-ms = 1500");
-    std::fs::write(dir.join("rollout/plan.toml"), plan).unwrap();
+    // A longer canary window: more of each rollout to be killed in.
+    copy_rollout_example(dir, |plan| {
+        plan.replace("observe-ms = 300", "observe-ms = 1500")
+    });
     use sha2::Digest as _;
     let hash = hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()));
     std::fs::write(
