@@ -1,5 +1,6 @@
 //! cairn-rules: the rule logic of cairn's bundled validators (schema,
-//! destructive-change, api-contract, retry-policy, slo-gate, no-deletes) as plain Rust
+//! destructive-change, api-contract, retry-policy, slo-gate, no-deletes,
+//! references) as plain Rust
 //! over parsed documents, apart from the SDK so it can be unit-tested and
 //! benchmarked natively. Each plugin crate is a thin wrapper around one
 //! `check` function (see [`sdk`], behind the `sdk` feature).
@@ -11,6 +12,7 @@ pub mod model;
 pub mod no_deletes;
 pub mod parse;
 pub mod pointer;
+pub mod references;
 pub mod retry_policy;
 #[cfg(feature = "schema")]
 pub mod schema;
