@@ -42,6 +42,7 @@ mod plans;
 mod golden_cases;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.
 mod validators;
+mod api_contract_corpus;
 // The bundled fault injectors: every golden case through the host, deterministic
 // and independent draws; a hostile injector is stopped with the exact failure kind.
 mod injectors;
