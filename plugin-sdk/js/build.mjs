@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Builds a cairn plugin written in JavaScript into a WebAssembly component:
 //
-//   node plugin-sdk/js/build.mjs PLUGIN_DIR [-o OUT.wasm]
-//                                [--world validator|fault-injector]
-//                                [--contract 0.1.0|0.2.0] [--entry app.js]
+//   cairn-js-build PLUGIN_DIR [-o OUT.wasm] [--world validator|fault-injector]
+//                  [--contract 0.1.0|0.2.0] [--entry app.js] [--no-cache]
+//
+// (the package's bin; in a cairn checkout also `node plugin-sdk/js/build.mjs`).
 //
 // The entry module (app.js by default) and whatever it imports are bundled
 // with esbuild (`cairn-plugin-sdk/...` resolves to this SDK; `cairn:` and
@@ -36,9 +37,11 @@
 // the most recently used entries (see CACHE_KEEP). `--no-cache` builds
 // from scratch (and refreshes the entry).
 //
-// Needs `npm install` in plugin-sdk/js once.
+// Needs the package's dependencies: `npm install` in the plugin's project
+// (which installs this SDK), or once in plugin-sdk/js for a checkout.
 
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import {
   copyFile,
   mkdtemp,
@@ -57,7 +60,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SDK_DIR = dirname(fileURLToPath(import.meta.url));
-const WIT_ROOT = resolve(SDK_DIR, '..', '..', 'wit');
+// The WIT of every contract: inside the package (`npm pack` copies it in),
+// else the checkout's wit/ two levels up.
+const WIT_ROOT = existsSync(join(SDK_DIR, 'wit'))
+  ? join(SDK_DIR, 'wit')
+  : resolve(SDK_DIR, '..', '..', 'wit');
 const WORLDS = ['validator', 'fault-injector'];
 // Contract version -> its WIT folder and the worlds it defines, oldest first.
 const CONTRACTS = {
@@ -85,7 +92,10 @@ async function load(name) {
   try {
     return await import(name);
   } catch {
-    fail(`${name} is not installed; run:\n    npm install --prefix ${SDK_DIR}`);
+    fail(
+      `${name} is not installed; run \`npm install\` in the plugin's project ` +
+        `(or, for a cairn checkout, \`npm install --prefix ${SDK_DIR}\`)`,
+    );
   }
 }
 
@@ -261,13 +271,25 @@ async function hashTree(hash, dir) {
   }
 }
 
+/**
+ * The installed version of package `name`, found as Node resolves this
+ * module's imports: in the node_modules of SDK_DIR or of any folder above it
+ * (a checkout's plugin-sdk/js, or the project that installed this SDK).
+ */
+async function installedVersion(name) {
+  for (let dir = SDK_DIR; ; dir = dirname(dir)) {
+    const manifest = join(dir, 'node_modules', ...name.split('/'), 'package.json');
+    if (existsSync(manifest)) {
+      return JSON.parse(await readFile(manifest, 'utf8')).version;
+    }
+    if (dirname(dir) === dir) {
+      fail(`cannot find ${name}'s package.json above ${SDK_DIR}`);
+    }
+  }
+}
+
 async function cacheKey(bundleText) {
-  const componentizeJs = JSON.parse(
-    await readFile(
-      join(SDK_DIR, 'node_modules', '@bytecodealliance', 'componentize-js', 'package.json'),
-      'utf8',
-    ),
-  ).version;
+  const componentizeJs = await installedVersion('@bytecodealliance/componentize-js');
   const hash = createHash('sha256');
   hash.update(
     `${RECIPE}\0${world}\0${contract}\0componentize-js ${componentizeJs}\0esbuild ${esbuild.version}\0`,

@@ -125,7 +125,7 @@ pub mod __bindings {
     /// Contract 0.1.0, world `validator`.
     pub mod validator {
         wit_bindgen::generate!({
-            path: "../wit/v0.1",
+            path: "wit/v0.1",
             world: "validator",
             pub_export_macro: true,
             export_macro_name: "__export_validator_world",
@@ -137,7 +137,7 @@ pub mod __bindings {
     /// export of a validator. It has no imports, so it needs no `with`.
     pub mod initialized {
         wit_bindgen::generate!({
-            path: "../wit/v0.1",
+            path: "wit/v0.1",
             world: "initialized",
             pub_export_macro: true,
             export_macro_name: "__export_initialized_world",
@@ -148,7 +148,7 @@ pub mod __bindings {
     /// Contract 0.2.0, world `fault-injector`.
     pub mod fault_injector {
         wit_bindgen::generate!({
-            path: "../wit/v0.2",
+            path: "wit/v0.2",
             world: "fault-injector",
             pub_export_macro: true,
             export_macro_name: "__export_fault_injector_world",
@@ -163,7 +163,7 @@ pub mod __bindings {
     /// (0.1.0 has an `initialized` world too).
     pub mod initialized_v0_2 {
         wit_bindgen::generate!({
-            path: "../wit/v0.2",
+            path: "wit/v0.2",
             inline: "
                 package cairn:sdk;
 

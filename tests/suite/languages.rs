@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cairn_host::authoring::golden;
-use cairn_host::authoring::scaffold::{Kind, Lang, scaffold};
+use cairn_host::authoring::scaffold::{Kind, Lang, SdkSource, checkout_sdk, scaffold};
 use cairn_host::{
     AbortResponse, Action, CallOutcome, CallReport, Change, Checkpoint, ContractVersion, Decision,
     Document, FailureKind, Limits, Outcome, Plugin, RequestInfo, Verdict, World,
@@ -430,8 +430,12 @@ fn build_scaffolded(lang: Lang, project: &Path) -> PathBuf {
             target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"))
         }
         Lang::Python | Lang::Js => {
+            // The checkout's Python SDK stands in for an installed one (the
+            // packages themselves are installed by tests/suite/sdk_packages.rs);
+            // the JS project links the checkout's SDK through package.json.
+            let python_sdk = checkout_sdk(Lang::Python).expect("the checkout has the Python SDK");
             let output = cairn_tests::run_bounded(
-                &mut std::process::Command::new(project.join("build.sh")),
+                std::process::Command::new(project.join("build.sh")).env("PYTHONPATH", python_sdk),
                 cairn_tests::SUBPROCESS_BOUND,
             );
             assert!(
@@ -489,7 +493,9 @@ async fn assert_samples_pass(plugin: &Plugin, project: &Path, kind: Kind) {
 /// Rust projects share a target directory.
 fn scaffold_and_build(name: &str, lang: Lang, kind: Kind) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dest = tempfile::tempdir().expect("temp dir");
-    let project = scaffold(name, lang, kind, dest.path()).expect("scaffolds");
+    let sdk = checkout_sdk(lang).expect("the checkout has the SDK");
+    let project =
+        scaffold(name, lang, kind, dest.path(), &SdkSource::Local(sdk)).expect("scaffolds");
     let wasm = build_scaffolded(lang, &project);
     (dest, project, wasm)
 }

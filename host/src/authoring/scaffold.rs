@@ -2,7 +2,10 @@
 //! JavaScript; validator or fault injector) that builds and passes its own
 //! golden cases (`samples/`, run by `cairn plugin test`) as generated.
 //! Validators are built against contract 0.1.0, fault injectors against
-//! 0.2.0. Templates are embedded in the binary.
+//! 0.2.0. Templates are embedded in the binary. A project depends on the SDK
+//! package of its language by name and version (`cairn-plugin-sdk` on
+//! crates.io, PyPI or npm), or on a local copy of it by a path relative to
+//! the project ([`SdkSource`]); never by an absolute path.
 
 use std::fmt;
 use std::fs;
@@ -97,6 +100,8 @@ pub enum ScaffoldError {
     UnknownKind(String),
     #[error("{0} already exists; choose another name or remove it")]
     Exists(PathBuf),
+    #[error("--sdk {}: {reason}", path.display())]
+    Sdk { path: PathBuf, reason: String },
     #[error("cannot write {path}")]
     Io {
         path: PathBuf,
@@ -109,38 +114,75 @@ pub enum ScaffoldError {
 /// rule-id prefixes; 64 characters keeps all of them readable.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Where the cairn checkout (and so the SDKs) is: generated projects point
-/// their SDK dependency and build script here.
-pub fn default_sdk_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or_else(|| Path::new(".."))
-        .join("plugin-sdk")
+/// The SDK packages' version: what a project depends on when it uses the
+/// published packages, and the version a local copy is expected to carry.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where a new project's SDK dependency comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkSource {
+    /// The published package, `cairn-plugin-sdk` [`SDK_VERSION`], from the
+    /// language's registry.
+    Published,
+    /// A local copy: for Rust the crate's directory (a checkout's
+    /// `plugin-sdk/`, or an unpacked `.crate`); for Python the package's
+    /// directory (`plugin-sdk/python`) or a wheel; for JavaScript the
+    /// package's directory (`plugin-sdk/js`) or an `npm pack` tarball. The
+    /// project names it by a path relative to itself.
+    Local(PathBuf),
 }
 
-/// Writes a new plugin project `dest/NAME` and returns its path. The project
-/// points at the SDKs of this cairn checkout ([`default_sdk_root`]).
-pub fn scaffold(name: &str, lang: Lang, kind: Kind, dest: &Path) -> Result<PathBuf, ScaffoldError> {
-    scaffold_with_sdk(name, lang, kind, dest, &default_sdk_root())
+/// The SDK package of `lang` in the cairn checkout this binary was built
+/// from, when that checkout is still there (a `cargo install --path host`
+/// keeps pointing at it).
+pub fn checkout_sdk(lang: Lang) -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .join("plugin-sdk");
+    let (package, manifest) = match lang {
+        Lang::Rust => (sdk.clone(), "Cargo.toml"),
+        Lang::Python => (sdk.join("python"), "pyproject.toml"),
+        Lang::Js => (sdk.join("js"), "package.json"),
+    };
+    package.join(manifest).is_file().then_some(package)
 }
 
-/// As [`scaffold`], with the `plugin-sdk` directory given explicitly.
-pub fn scaffold_with_sdk(
+/// Writes a new plugin project `dest/NAME` and returns its path. Its SDK
+/// dependency is `sdk`: the published package, or a local copy named by a
+/// path relative to the project.
+pub fn scaffold(
     name: &str,
     lang: Lang,
     kind: Kind,
     dest: &Path,
-    sdk_root: &Path,
+    sdk: &SdkSource,
 ) -> Result<PathBuf, ScaffoldError> {
     check_name(name)?;
     let project = dest.join(name);
     if project.exists() {
         return Err(ScaffoldError::Exists(project));
     }
+    let dependency = match sdk {
+        SdkSource::Published => Dependency::Published,
+        SdkSource::Local(path) => {
+            check_local_sdk(lang, path)?;
+            fs::create_dir_all(dest).map_err(|source| ScaffoldError::Io {
+                path: dest.to_owned(),
+                source,
+            })?;
+            let io = |path: &Path| {
+                let path = path.to_owned();
+                move |source| ScaffoldError::Io { path, source }
+            };
+            let from = fs::canonicalize(dest).map_err(io(dest))?.join(name);
+            let to = fs::canonicalize(path).map_err(io(path))?;
+            Dependency::Local(relative_path(&from, &to))
+        }
+    };
     let vars = Vars {
         name,
         crate_name: &name.replace('-', "_"),
-        sdk: &sdk_root.display().to_string(),
+        dependency,
     };
     for (path, template) in files(lang, kind) {
         let target = project.join(path);
@@ -150,7 +192,7 @@ pub fn scaffold_with_sdk(
                 source,
             })?;
         }
-        fs::write(&target, vars.render(template)).map_err(|source| ScaffoldError::Io {
+        fs::write(&target, vars.render(lang, template)).map_err(|source| ScaffoldError::Io {
             path: target.clone(),
             source,
         })?;
@@ -159,6 +201,64 @@ pub fn scaffold_with_sdk(
         }
     }
     Ok(project)
+}
+
+/// Checks that `path` is a copy of `lang`'s SDK package a project can
+/// depend on.
+fn check_local_sdk(lang: Lang, path: &Path) -> Result<(), ScaffoldError> {
+    let refuse = |reason: &str| {
+        Err(ScaffoldError::Sdk {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let (manifest, package_file, expected) = match lang {
+        Lang::Rust => (
+            "Cargo.toml",
+            None,
+            "a Rust SDK is the crate's directory (holding Cargo.toml), such as a cairn checkout's plugin-sdk/ or an unpacked cairn-plugin-sdk .crate",
+        ),
+        Lang::Python => (
+            "pyproject.toml",
+            Some(".whl"),
+            "a Python SDK is the package's directory (holding pyproject.toml), such as a cairn checkout's plugin-sdk/python, or a cairn_plugin_sdk wheel (.whl)",
+        ),
+        Lang::Js => (
+            "package.json",
+            Some(".tgz"),
+            "a JavaScript SDK is the package's directory (holding package.json), such as a cairn checkout's plugin-sdk/js, or an `npm pack` tarball (.tgz)",
+        ),
+    };
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) => return refuse(&format!("cannot read it ({err})")),
+    };
+    let is_package_file = package_file
+        .is_some_and(|suffix| metadata.is_file() && path.to_string_lossy().ends_with(suffix));
+    if is_package_file || (metadata.is_dir() && path.join(manifest).is_file()) {
+        Ok(())
+    } else {
+        refuse(expected)
+    }
+}
+
+/// `to` as a path relative to `from` (both absolute, symlinks resolved),
+/// with `/` separators: what the project's files name the SDK by.
+fn relative_path(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_owned(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|part| part.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
 }
 
 fn check_name(name: &str) -> Result<(), ScaffoldError> {
@@ -192,19 +292,100 @@ fn make_executable(_path: &Path) -> Result<(), ScaffoldError> {
     Ok(())
 }
 
+/// The SDK dependency a project is written with.
+enum Dependency {
+    Published,
+    /// A path relative to the project.
+    Local(String),
+}
+
 struct Vars<'a> {
     name: &'a str,
     crate_name: &'a str,
-    sdk: &'a str,
+    dependency: Dependency,
 }
 
 impl Vars<'_> {
-    fn render(&self, template: &str) -> String {
+    fn render(&self, lang: Lang, template: &str) -> String {
         template
+            .replace("{{sdk-dependency}}", &self.sdk_dependency(lang))
+            .replace("{{sdk-note}}", &self.sdk_note(lang))
+            .replace("{{sdk-version}}", SDK_VERSION)
             .replace("{{name}}", self.name)
             .replace("{{crate}}", self.crate_name)
-            .replace("{{sdk}}", self.sdk)
     }
+
+    /// The dependency as the language's manifest writes it: a line of
+    /// Cargo.toml, of requirements.txt, or a package.json version spec.
+    fn sdk_dependency(&self, lang: Lang) -> String {
+        match (&self.dependency, lang) {
+            (Dependency::Published, Lang::Rust) => {
+                format!("cairn-plugin-sdk = \"{SDK_VERSION}\"")
+            }
+            (Dependency::Local(path), Lang::Rust) => format!(
+                "cairn-plugin-sdk = {{ version = \"{SDK_VERSION}\", path = {} }}",
+                toml_string(path)
+            ),
+            (Dependency::Published, Lang::Python) => format!("cairn-plugin-sdk=={SDK_VERSION}"),
+            // pip reads a relative path as one only when it starts with
+            // `./` or `../`, relative to where pip runs.
+            (Dependency::Local(path), Lang::Python) if path.starts_with("..") => path.clone(),
+            (Dependency::Local(path), Lang::Python) => format!("./{path}"),
+            (Dependency::Published, Lang::Js) => json_string(SDK_VERSION),
+            (Dependency::Local(path), Lang::Js) => json_string(&format!("file:{path}")),
+        }
+    }
+
+    /// The README's paragraph on where the SDK comes from and how to switch.
+    fn sdk_note(&self, lang: Lang) -> String {
+        let (file, published) = match lang {
+            Lang::Rust => (
+                "Cargo.toml",
+                format!("`cairn-plugin-sdk = \"{SDK_VERSION}\"` (crates.io)"),
+            ),
+            Lang::Python => (
+                "requirements.txt",
+                format!("`cairn-plugin-sdk=={SDK_VERSION}` (PyPI)"),
+            ),
+            Lang::Js => (
+                "package.json",
+                format!("`\"cairn-plugin-sdk\": \"{SDK_VERSION}\"` (npm)"),
+            ),
+        };
+        let local = match lang {
+            Lang::Rust => {
+                "`cairn-plugin-sdk = { version = \"…\", path = \"RELATIVE/PATH/TO/plugin-sdk\" }` (the crate's directory)"
+            }
+            Lang::Python => {
+                "a path starting with `./` or `../` (the package's directory, such as a checkout's `plugin-sdk/python`, or a wheel)"
+            }
+            Lang::Js => {
+                "`\"file:RELATIVE/PATH\"` (the package's directory, such as a checkout's `plugin-sdk/js`, or an `npm pack` tarball)"
+            }
+        };
+        let now = match &self.dependency {
+            Dependency::Published => format!("the published package, {published}"),
+            Dependency::Local(path) => {
+                format!("a local copy at `{path}` (relative to this project)")
+            }
+        };
+        format!(
+            "The SDK dependency in `{file}` is {now}.\n\n\
+             A local copy (a cairn checkout's, or a downloaded package) is written \
+             {local}; the published package {published}. `cairn plugin new --sdk \
+             PATH|published` writes either form for you."
+        )
+    }
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
 }
 
 /// (path in the project, template) of every file of a project.
@@ -229,7 +410,8 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../../plugin-sdk/python/template/build.sh"),
             ),
-            ("README.md", INTERPRETED_VALIDATOR_README),
+            ("requirements.txt", PYTHON_REQUIREMENTS),
+            ("README.md", PYTHON_VALIDATOR_README),
         ],
         (Lang::Python, Kind::FaultInjector) => vec![
             (
@@ -240,7 +422,8 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../../plugin-sdk/python/template/build.sh"),
             ),
-            ("README.md", INTERPRETED_FAULT_INJECTOR_README),
+            ("requirements.txt", PYTHON_REQUIREMENTS),
+            ("README.md", PYTHON_FAULT_INJECTOR_README),
         ],
         (Lang::Js, Kind::Validator) => vec![
             (
@@ -251,7 +434,8 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../../plugin-sdk/js/template/build.sh"),
             ),
-            ("README.md", INTERPRETED_VALIDATOR_README),
+            ("package.json", JS_PACKAGE_JSON),
+            ("README.md", JS_VALIDATOR_README),
         ],
         (Lang::Js, Kind::FaultInjector) => vec![
             (
@@ -262,10 +446,17 @@ fn files(lang: Lang, kind: Kind) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../../plugin-sdk/js/template/build.sh"),
             ),
-            ("README.md", INTERPRETED_FAULT_INJECTOR_README),
+            ("package.json", JS_PACKAGE_JSON),
+            ("README.md", JS_FAULT_INJECTOR_README),
         ],
     };
-    files.push((".gitignore", "/target\n"));
+    files.push((
+        ".gitignore",
+        match lang {
+            Lang::Js => "/target\n/node_modules\n",
+            Lang::Rust | Lang::Python => "/target\n",
+        },
+    ));
     match kind {
         Kind::Validator => files.extend([
             (
@@ -359,7 +550,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-cairn-plugin-sdk = { path = "{{sdk}}" }
+{{sdk-dependency}}
 serde_json = "1"
 
 # A workspace of its own, even when created inside another one.
@@ -531,7 +722,51 @@ With the default config, `chance(5)` is true for a `random` below
     };
 }
 
-const RUST_VALIDATOR_README: &str = r#"# {{name}}
+const PYTHON_REQUIREMENTS: &str =
+    "# The cairn Python SDK (it brings the pinned componentize-py). Install, from
+# this directory: python3 -m pip install -r requirements.txt
+{{sdk-dependency}}
+";
+
+const JS_PACKAGE_JSON: &str = r#"{
+  "name": "{{name}}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "scripts": {
+    "build": "cairn-js-build . -o target/{{crate}}.wasm"
+  },
+  "dependencies": {
+    "cairn-plugin-sdk": {{sdk-dependency}}
+  }
+}
+"#;
+
+/// A README's part on where the SDK comes from, the guide, and `cairn`
+/// itself; the same in every language.
+macro_rules! sdk_readme {
+    ($guide:literal) => {
+        concat!(
+            r#"
+## The SDK
+
+{{sdk-note}}
+
+The guide for plugin authors is `plugin-sdk/"#,
+            $guide,
+            r#"` in the cairn repository: the config
+schema, findings with locations, refusals, logs, golden cases,
+pre-initialisation, limits and pinning a digest.
+
+`cairn` itself: `cargo install --path host` in a cairn checkout puts it on
+your PATH.
+"#
+        )
+    };
+}
+
+const RUST_VALIDATOR_README: &str = concat!(
+    r#"# {{name}}
 
 A cairn validator in Rust. Build it (needs `rustup target add wasm32-wasip2`):
 
@@ -539,10 +774,10 @@ A cairn validator in Rust. Build it (needs `rustup target add wasm32-wasip2`):
 cargo build --release --target wasm32-wasip2
 ```
 
-Run it on its sample changes, from your cairn checkout:
+Run it on a sample change:
 
 ```sh
-cargo run --release -- validate PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --change PATH/TO/{{name}}/samples/clean/change
+cairn validate target/wasm32-wasip2/release/{{crate}}.wasm --change samples/clean/change
 ```
 
 `samples/clean` passes and `samples/empty-document` fails (see each
@@ -550,14 +785,11 @@ cargo run --release -- validate PATH/TO/{{name}}/target/wasm32-wasip2/release/{{
 for any that fails, with
 
 ```sh
-cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+cairn plugin test target/wasm32-wasip2/release/{{crate}}.wasm --cases samples
 ```
-
-The guide for plugin authors is `plugin-sdk/docs/rust.md` in the cairn
-repository (the checkout this project's `cairn-plugin-sdk` dependency
-points to): the config schema, findings with locations, refusals, logs,
-golden cases, pre-initialisation, limits and pinning a digest.
-"#;
+"#,
+    sdk_readme!("docs/rust.md")
+);
 
 const RUST_FAULT_INJECTOR_README: &str = concat!(
     r#"# {{name}}
@@ -569,35 +801,59 @@ Build it (needs `rustup target add wasm32-wasip2`):
 cargo build --release --target wasm32-wasip2
 ```
 
-The component is `target/wasm32-wasip2/release/{{crate}}.wasm`. Test it on
-its golden cases, from your cairn checkout:
+Test it on its golden cases:
 
 ```sh
-cargo run --release -- plugin test PATH/TO/{{name}}/target/wasm32-wasip2/release/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+cairn plugin test target/wasm32-wasip2/release/{{crate}}.wasm --cases samples
 ```
-
-The guide for plugin authors is `plugin-sdk/docs/rust.md` in the cairn
-repository (the checkout this project's `cairn-plugin-sdk` dependency
-points to); its section 12 covers fault injectors.
 "#,
+    sdk_readme!("docs/rust.md"),
+    "(Its section 12 covers fault injectors.)\n",
     fault_cases_readme!()
 );
 
-const INTERPRETED_VALIDATOR_README: &str = r#"# {{name}}
+/// How to set up and build a Python project.
+macro_rules! python_setup_readme {
+    () => {
+        r#"Set up once, from this directory, preferably in a virtual environment
+(Python 3.10+):
 
-A cairn validator. Build it (the one-time setup is in the cairn
-repository's guide for your language: `plugin-sdk/docs/python.md` or
-`plugin-sdk/docs/javascript.md`, which also cover the config schema,
-findings with locations, refusals, logs, golden cases and limits):
+```sh
+python3 -m venv .venv && . .venv/bin/activate
+python3 -m pip install -r requirements.txt   # cairn-plugin-sdk and its componentize-py
+```
+
+Build (writes `target/{{crate}}.wasm`):
 
 ```sh
 ./build.sh
 ```
+"#
+    };
+}
 
-Run it on its sample changes, from your cairn checkout:
+/// How to set up and build a JavaScript project.
+macro_rules! js_setup_readme {
+    () => {
+        r#"Build (Node 20+; the first build runs `npm install`, which installs
+cairn-plugin-sdk with componentize-js and esbuild; it writes
+`target/{{crate}}.wasm`):
 
 ```sh
-cargo run --release -- validate PATH/TO/{{name}}/target/{{crate}}.wasm --change PATH/TO/{{name}}/samples/clean/change
+./build.sh        # or: npm install && npm run build
+```
+"#
+    };
+}
+
+/// The validator READMEs' part after setup, the same in Python and JS.
+macro_rules! interpreted_validator_readme {
+    () => {
+        r#"
+Run it on a sample change:
+
+```sh
+cairn validate target/{{crate}}.wasm --change samples/clean/change
 ```
 
 `samples/clean` passes and `samples/empty-document` fails (see each
@@ -605,29 +861,54 @@ cargo run --release -- validate PATH/TO/{{name}}/target/{{crate}}.wasm --change 
 for any that fails, with
 
 ```sh
-cargo run --release -- plugin test PATH/TO/{{name}}/target/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
+cairn plugin test target/{{crate}}.wasm --cases samples
 ```
-"#;
+"#
+    };
+}
 
-const INTERPRETED_FAULT_INJECTOR_README: &str = concat!(
-    r#"# {{name}}
-
-A cairn fault injector, built against contract `cairn:plugin@0.2.0`. Build
-it (the one-time setup is in the cairn repository's guide for your
-language: `plugin-sdk/docs/python.md` or `plugin-sdk/docs/javascript.md`,
-whose section 12 covers fault injectors):
+/// The fault injector READMEs' part after setup, the same in Python and JS.
+macro_rules! interpreted_fault_injector_readme {
+    () => {
+        r#"
+Test it on its golden cases:
 
 ```sh
-./build.sh
+cairn plugin test target/{{crate}}.wasm --cases samples
 ```
+"#
+    };
+}
 
-The component is `target/{{crate}}.wasm`. Test it on its golden cases, from
-your cairn checkout:
+const PYTHON_VALIDATOR_README: &str = concat!(
+    "# {{name}}\n\nA cairn validator in Python.\n\n",
+    python_setup_readme!(),
+    interpreted_validator_readme!(),
+    sdk_readme!("docs/python.md"),
+);
 
-```sh
-cargo run --release -- plugin test PATH/TO/{{name}}/target/{{crate}}.wasm --cases PATH/TO/{{name}}/samples
-```
-"#,
+const PYTHON_FAULT_INJECTOR_README: &str = concat!(
+    "# {{name}}\n\nA cairn fault injector in Python, built against contract `cairn:plugin@0.2.0`.\n\n",
+    python_setup_readme!(),
+    interpreted_fault_injector_readme!(),
+    sdk_readme!("docs/python.md"),
+    "(Its section 12 covers fault injectors.)\n",
+    fault_cases_readme!()
+);
+
+const JS_VALIDATOR_README: &str = concat!(
+    "# {{name}}\n\nA cairn validator in JavaScript.\n\n",
+    js_setup_readme!(),
+    interpreted_validator_readme!(),
+    sdk_readme!("docs/javascript.md"),
+);
+
+const JS_FAULT_INJECTOR_README: &str = concat!(
+    "# {{name}}\n\nA cairn fault injector in JavaScript, built against contract `cairn:plugin@0.2.0`.\n\n",
+    js_setup_readme!(),
+    interpreted_fault_injector_readme!(),
+    sdk_readme!("docs/javascript.md"),
+    "(Its section 12 covers fault injectors.)\n",
     fault_cases_readme!()
 );
 
@@ -651,19 +932,60 @@ mod tests {
         }
     }
 
+    /// Every file of every language and kind, written with the published
+    /// SDK and with a local copy: no placeholder is left and no absolute path
+    /// (nor the temporary directory's name) is written.
     #[test]
-    fn every_language_and_kind_renders_without_leftover_placeholders() {
-        let dest = tempfile::tempdir().expect("tempdir");
-        for lang in Lang::ALL {
-            for kind in Kind::ALL {
-                let name = format!("p-{lang}-{kind}");
-                let project = scaffold_with_sdk(&name, lang, kind, dest.path(), Path::new("/sdk"))
-                    .expect("scaffolds");
-                for (path, _) in files(lang, kind) {
-                    let text = fs::read_to_string(project.join(path)).expect("written");
+    fn every_language_and_kind_renders_without_placeholders_or_absolute_paths() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dest = root.path().join("projects");
+        let sdk = root.path().join("vendor/sdk");
+        fs::create_dir_all(&sdk).expect("mkdir");
+        for manifest in ["Cargo.toml", "pyproject.toml", "package.json"] {
+            fs::write(sdk.join(manifest), "").expect("write");
+        }
+        let root_name = root.path().to_string_lossy().into_owned();
+        for source in [SdkSource::Published, SdkSource::Local(sdk.clone())] {
+            for lang in Lang::ALL {
+                for kind in Kind::ALL {
+                    let local = matches!(source, SdkSource::Local(_));
+                    let name = format!(
+                        "p-{lang}-{kind}-{}",
+                        if local { "local" } else { "published" }
+                    );
+                    let project = scaffold(&name, lang, kind, &dest, &source).expect("scaffolds");
+                    for (path, _) in files(lang, kind) {
+                        let text = fs::read_to_string(project.join(path)).expect("written");
+                        assert!(
+                            !text.contains("{{"),
+                            "{lang} {kind}: {path} keeps a placeholder"
+                        );
+                        assert!(
+                            !text.contains(&root_name),
+                            "{lang} {kind}: {path} names an absolute path:\n{text}"
+                        );
+                    }
+                    let manifest = match lang {
+                        Lang::Rust => "Cargo.toml",
+                        Lang::Python => "requirements.txt",
+                        Lang::Js => "package.json",
+                    };
+                    let text = fs::read_to_string(project.join(manifest)).expect("written");
+                    let expected = match (lang, local) {
+                        (Lang::Rust, false) => format!("cairn-plugin-sdk = \"{SDK_VERSION}\""),
+                        (Lang::Rust, true) => format!(
+                            "cairn-plugin-sdk = {{ version = \"{SDK_VERSION}\", path = \"../../vendor/sdk\" }}"
+                        ),
+                        (Lang::Python, false) => format!("cairn-plugin-sdk=={SDK_VERSION}"),
+                        (Lang::Python, true) => "../../vendor/sdk".to_owned(),
+                        (Lang::Js, false) => format!("\"cairn-plugin-sdk\": \"{SDK_VERSION}\""),
+                        (Lang::Js, true) => {
+                            "\"cairn-plugin-sdk\": \"file:../../vendor/sdk\"".to_owned()
+                        }
+                    };
                     assert!(
-                        !text.contains("{{"),
-                        "{lang} {kind}: {path} keeps a placeholder"
+                        text.lines().any(|line| line.trim() == expected),
+                        "{lang} {kind} {manifest} lacks `{expected}`:\n{text}"
                     );
                 }
             }
@@ -671,18 +993,86 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_climb_to_the_common_ancestor() {
+        assert_eq!(
+            relative_path(Path::new("/a/b/p"), Path::new("/a/sdk")),
+            "../../sdk"
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/p"), Path::new("/a/p/vendor/sdk")),
+            "vendor/sdk"
+        );
+        assert_eq!(relative_path(Path::new("/a/p"), Path::new("/a/p")), ".");
+        assert_eq!(
+            relative_path(Path::new("/p"), Path::new("/x/y.whl")),
+            "../x/y.whl"
+        );
+    }
+
+    #[test]
+    fn a_local_sdk_must_be_the_language_s_package() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).expect("mkdir");
+        let wheel = dir.path().join("cairn_plugin_sdk-0.1.0-py3-none-any.whl");
+        fs::write(&wheel, "").expect("write");
+        let tarball = dir.path().join("cairn-plugin-sdk-0.1.0.tgz");
+        fs::write(&tarball, "").expect("write");
+        let dest = dir.path().join("projects");
+        let attempt = |lang, sdk: &Path| {
+            scaffold(
+                "x",
+                lang,
+                Kind::Validator,
+                &dest,
+                &SdkSource::Local(sdk.to_owned()),
+            )
+            .map(|project| fs::remove_dir_all(project).expect("cleanup"))
+        };
+        for lang in Lang::ALL {
+            let err = attempt(lang, &empty).expect_err("an empty directory is no SDK");
+            assert!(matches!(err, ScaffoldError::Sdk { .. }), "{lang}: {err}");
+            let err = attempt(lang, &dir.path().join("missing")).expect_err("missing");
+            assert!(err.to_string().contains("cannot read it"), "{lang}: {err}");
+        }
+        attempt(Lang::Python, &wheel).expect("a wheel is a Python SDK");
+        attempt(Lang::Js, &tarball).expect("a tarball is a JS SDK");
+        assert!(
+            attempt(Lang::Rust, &tarball).is_err(),
+            "a tarball is no Rust SDK"
+        );
+        assert!(attempt(Lang::Js, &wheel).is_err(), "a wheel is no JS SDK");
+        assert!(
+            !dest.join("x").exists(),
+            "nothing is written for a refused SDK"
+        );
+    }
+
+    #[test]
     fn every_template_s_samples_load_as_golden_cases_of_its_kind() {
         use crate::authoring::golden;
         let dest = tempfile::tempdir().expect("tempdir");
         for lang in Lang::ALL {
-            let validator = scaffold(&format!("v-{lang}"), lang, Kind::Validator, dest.path())
-                .expect("scaffolds");
+            let validator = scaffold(
+                &format!("v-{lang}"),
+                lang,
+                Kind::Validator,
+                dest.path(),
+                &SdkSource::Published,
+            )
+            .expect("scaffolds");
             let cases =
                 golden::load_cases(&validator.join("samples")).expect("validator samples load");
             assert_eq!(cases.len(), 2, "{lang}");
 
-            let injector = scaffold(&format!("f-{lang}"), lang, Kind::FaultInjector, dest.path())
-                .expect("scaffolds");
+            let injector = scaffold(
+                &format!("f-{lang}"),
+                lang,
+                Kind::FaultInjector,
+                dest.path(),
+                &SdkSource::Published,
+            )
+            .expect("scaffolds");
             let cases = golden::load_fault_cases(&injector.join("samples"))
                 .expect("fault-injector samples load");
             let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
@@ -714,7 +1104,13 @@ mod tests {
     fn an_existing_directory_is_never_overwritten() {
         let dest = tempfile::tempdir().expect("tempdir");
         fs::create_dir(dest.path().join("taken")).expect("mkdir");
-        let err = scaffold("taken", Lang::Rust, Kind::Validator, dest.path());
+        let err = scaffold(
+            "taken",
+            Lang::Rust,
+            Kind::Validator,
+            dest.path(),
+            &SdkSource::Published,
+        );
         assert!(matches!(err, Err(ScaffoldError::Exists(_))), "{err:?}");
     }
 

@@ -379,6 +379,17 @@ pub(crate) enum PluginCommand {
         /// Directory to create the project in.
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
+        /// The SDK the project depends on: `published` for the
+        /// cairn-plugin-sdk package of the language's registry (crates.io,
+        /// PyPI, npm), or a local copy of it, written as a path relative to
+        /// the project: the crate's directory for Rust (a checkout's
+        /// plugin-sdk/), the package's directory or a wheel for Python
+        /// (plugin-sdk/python), the package's directory or an `npm pack`
+        /// tarball for JavaScript (plugin-sdk/js). Default: the SDK of the
+        /// cairn checkout this binary was built from, if it is still there,
+        /// else `published`.
+        #[arg(long, value_name = "PATH|published")]
+        sdk: Option<PathBuf>,
     },
 }
 

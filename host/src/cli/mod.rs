@@ -183,7 +183,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             lang,
             kind,
             dir,
-        }) => new_plugin(&name, lang, kind, &dir),
+            sdk,
+        }) => new_plugin(&name, lang, kind, &dir, sdk.as_deref()),
     }
 }
 
@@ -687,7 +688,13 @@ async fn test_cases(
     })
 }
 
-fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8, CliError> {
+fn new_plugin(
+    name: &str,
+    lang: LangArg,
+    kind: KindArg,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> Result<u8, CliError> {
     use scaffold::{Kind, Lang};
     let lang = match lang {
         LangArg::Rust => Lang::Rust,
@@ -698,13 +705,29 @@ fn new_plugin(name: &str, lang: LangArg, kind: KindArg, dir: &Path) -> Result<u8
         KindArg::Validator => Kind::Validator,
         KindArg::FaultInjector => Kind::FaultInjector,
     };
-    let project = scaffold::scaffold(name, lang, kind, dir)?;
+    let sdk = match sdk {
+        Some(path) if path == Path::new("published") => scaffold::SdkSource::Published,
+        Some(path) => scaffold::SdkSource::Local(path.to_owned()),
+        None => scaffold::checkout_sdk(lang)
+            .map_or(scaffold::SdkSource::Published, scaffold::SdkSource::Local),
+    };
+    let project = scaffold::scaffold(name, lang, kind, dir, &sdk)?;
     let shown = |path: &Path| crate::escape::single_line(&path.display().to_string()).into_owned();
     println!(
         "created {} ({lang} {kind}) in {}",
         crate::escape::single_line(name),
         shown(&project)
     );
+    match &sdk {
+        scaffold::SdkSource::Published => println!(
+            "it depends on the published cairn-plugin-sdk {}",
+            scaffold::SDK_VERSION
+        ),
+        scaffold::SdkSource::Local(path) => println!(
+            "it depends on the SDK at {} (by a relative path; --sdk published for the published package)",
+            shown(path)
+        ),
+    }
     println!(
         "see {} for how to build and test it",
         shown(&project.join("README.md"))

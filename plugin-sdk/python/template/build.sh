@@ -1,5 +1,12 @@
 #!/bin/sh
-# Builds target/{{crate}}.wasm (needs: pip install -r {{sdk}}/python/requirements.txt)
+# Builds target/{{crate}}.wasm with the cairn Python SDK's builder
+# (cairn_plugin_build). Set up once, from this directory:
+#   python3 -m pip install -r requirements.txt
 set -e
 here="$(cd "$(dirname "$0")" && pwd)"
-exec python3 "{{sdk}}/python/build.py" "$here" -o "$here/target/{{crate}}.wasm"
+if ! python3 -c 'import cairn_plugin_build' 2>/dev/null; then
+  echo "build.sh: the cairn Python SDK is not installed for $(command -v python3); run, in $here:" >&2
+  echo "    python3 -m pip install -r requirements.txt" >&2
+  exit 1
+fi
+exec python3 -m cairn_plugin_build "$here" -o "$here/target/{{crate}}.wasm"
