@@ -887,13 +887,18 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
     // Document-level edges of the after state: referrer → referred, with
     // the first referring pointer.
     let mut edges: BTreeMap<(usize, usize), String> = BTreeMap::new();
-    let mut checked = 0usize;
+    let mut found_count = 0usize;
+    let mut outside = 0usize;
     for doc in 0..lineage.entries.len() {
         if !lineage.entries[doc].exists(Side::After) {
             continue;
         }
         let found = lineage.references_of(doc, Side::After);
-        checked += found.len();
+        found_count += found.len();
+        outside += found
+            .iter()
+            .filter(|f| matches!(f.resolution, Resolution::Unknown))
+            .count();
         for reference in &found {
             for &target in &reference.targets {
                 edges
@@ -965,7 +970,7 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
     let cycles = report_cycles(&lineage, &edges);
 
     let summary = format!(
-        "{checked} reference(s) checked, {} dangling, {} already dangling, {} impacted, {} cycle(s)",
+        "{found_count} reference(s), {outside} not judged (outside the change), {} dangling, {} already dangling, {} impacted, {} cycle(s)",
         dangling.count(),
         already.count(),
         impact.count(),
