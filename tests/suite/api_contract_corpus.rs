@@ -99,7 +99,10 @@ async fn api_contract_finds_the_breaking_changes_oasdiff_asserts_on_its_own_spec
                 .validate(change, &Checkpoint::default(), "{}", &Limits::default())
                 .await;
             let CallOutcome::Completed(verdict) = report.outcome else {
-                panic!("{}: the plugin did not complete: {:?}", pair.name, report.outcome);
+                panic!(
+                    "{}: the plugin did not complete: {:?}",
+                    pair.name, report.outcome
+                );
             };
             let rules = verdict
                 .findings

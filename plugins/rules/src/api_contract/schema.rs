@@ -755,7 +755,7 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
                         rule,
                         Side::Before,
                         at,
-                        format!("{name}: a {keyword} part is removed"),
+                        format!("{name}: {} {keyword} part is removed", article(keyword)),
                     );
                 }
             }
@@ -773,7 +773,7 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
                         rule,
                         Side::After,
                         at,
-                        format!("{name}: a {keyword} part is added"),
+                        format!("{name}: {} {keyword} part is added", article(keyword)),
                     );
                 }
             }
@@ -1043,7 +1043,10 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
                 "api/request-composition-narrowed",
                 Side::Before,
                 &at,
-                format!("{name}: a {keyword} alternative is removed"),
+                format!(
+                    "{name}: {} {keyword} alternative is removed",
+                    article(keyword)
+                ),
             );
         }
     }
@@ -1069,6 +1072,11 @@ impl Report {
             message,
         }
     }
+}
+
+/// "a oneOf", "an anyOf", "an allOf".
+fn article(keyword: &str) -> &'static str {
+    if keyword.starts_with('a') { "an" } else { "a" }
 }
 
 fn join_field(field: &str, name: &str) -> String {

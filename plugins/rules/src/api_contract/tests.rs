@@ -201,3 +201,17 @@ fn the_config_schema_lists_every_rule_and_nothing_else() {
     let known: BTreeSet<&str> = RULES.iter().map(|(id, _, _)| *id).collect();
     assert_eq!(listed, known);
 }
+
+#[test]
+fn the_readme_documents_every_rule() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api-contract/README.md"),
+    )
+    .expect("plugins/api-contract/README.md is readable");
+    for (id, _, _) in RULES {
+        assert!(
+            readme.contains(&format!("| `{id}` |")),
+            "{id} has no row in the README"
+        );
+    }
+}
