@@ -41,8 +41,8 @@ mod plans;
 // the conformance corpus in three languages.
 mod golden_cases;
 // The bundled validators: every golden case of every plugin, and the default limits on 1 MB.
-mod validators;
 mod api_contract_corpus;
+mod validators;
 // The bundled fault injectors: every golden case through the host, deterministic
 // and independent draws; a hostile injector is stopped with the exact failure kind.
 mod injectors;
