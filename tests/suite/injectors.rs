@@ -16,6 +16,8 @@ use cairn_host::{
 };
 use serde_json::{Value, json};
 
+use cairn_host::authoring::golden::{self, ExpectedRefusal, FaultCase, FaultExpected, TextMatch};
+
 use crate::util::{guests, limits_with_timeout, load, within};
 
 /// Each bundled fault injector: (directory under `plugins/`, wasm guest).
@@ -49,109 +51,29 @@ fn cases_dir(plugin: &str) -> PathBuf {
         .join("cases")
 }
 
-/// What a golden case expects: `{"decision": ...}` or `{"refused": "<substring>"}`.
-#[derive(Debug)]
-enum Expected {
-    Decision(Decision),
-    Refused(String),
-}
-
-/// One golden case of a fault injector: a directory with `request.json`,
-/// optional `config.json` and `expected.json`.
-#[derive(Debug)]
-struct Case {
-    name: String,
-    request: RequestInfo,
-    /// The config as JSON text (`{}` without `config.json`).
-    config: String,
-    expected: Expected,
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|err| panic!("{} is not JSON: {err}", path.display()))
-}
-
-fn load_case(dir: &Path) -> Case {
-    let name = dir
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let request = serde_json::from_value(read_json(&dir.join("request.json")))
-        .unwrap_or_else(|err| panic!("{name}/request.json is not a request: {err}"));
-    let config_path = dir.join("config.json");
-    let config = if config_path.is_file() {
-        read_json(&config_path).to_string()
-    } else {
-        "{}".to_owned()
-    };
-    let expected = match read_json(&dir.join("expected.json")) {
-        Value::Object(mut map) if map.len() == 1 => {
-            if let Some(decision) = map.remove("decision") {
-                Expected::Decision(serde_json::from_value(decision).unwrap_or_else(|err| {
-                    panic!("{name}/expected.json: `decision` is not a decision: {err}")
-                }))
-            } else if let Some(Value::String(part)) = map.remove("refused") {
-                Expected::Refused(part)
-            } else {
-                panic!(
-                    "{name}/expected.json: expected {{\"decision\": ...}} or {{\"refused\": \"...\"}}"
-                )
-            }
-        }
-        other => panic!("{name}/expected.json: expected one key, got {other}"),
-    };
-    Case {
-        name,
-        request,
-        config,
-        expected,
-    }
-}
-
-/// The cases of `plugin`, in directory-name order.
-fn load_cases(plugin: &str) -> Vec<Case> {
+/// The cases of `plugin`, in directory-name order, loaded as `cairn plugin
+/// test` loads them.
+fn load_cases(plugin: &str) -> Vec<FaultCase> {
     let dir = cases_dir(plugin);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.iter().map(|dir| load_case(dir)).collect()
+    golden::load_fault_cases(&dir)
+        .unwrap_or_else(|err| panic!("cannot load the cases of {plugin}: {err}"))
 }
 
-/// A decision as the decision log writes it, for failure messages.
-fn show(outcome: &CallOutcome<Decision>) -> String {
-    match outcome {
-        CallOutcome::Completed(decision) => {
-            serde_json::to_string(decision).unwrap_or_else(|err| err.to_string())
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-/// Runs one case; `Err` says how the outcome differs.
-async fn run_case(plugin: &Plugin, case: &Case) -> Result<(), String> {
+/// Runs one case; `Err` says how the outcome differs, as `cairn plugin
+/// test` would.
+async fn run_case(plugin: &Plugin, case: &FaultCase) -> Result<(), String> {
     let report = plugin
         .decide(&case.request, &case.config, &Limits::default())
         .await;
-    match (&case.expected, &report.outcome) {
-        (Expected::Decision(want), CallOutcome::Completed(got)) if want == got => Ok(()),
-        (Expected::Refused(part), CallOutcome::Refused(message)) if message.contains(part) => {
-            Ok(())
-        }
-        (Expected::Decision(want), got) => Err(format!(
-            "expected {}, got {}",
-            show(&CallOutcome::Completed(want.clone())),
-            show(got)
-        )),
-        (Expected::Refused(part), got) => Err(format!(
-            "expected a refusal containing {part:?}, got {}",
-            show(got)
-        )),
+    let mismatches = golden::compare_decision(&case.expected, &report.outcome);
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(mismatches
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 }
 
@@ -225,8 +147,8 @@ fn every_fault_injector_has_a_faulting_a_passing_and_a_refused_case() {
         let decisions: Vec<&Decision> = cases
             .iter()
             .filter_map(|case| match &case.expected {
-                Expected::Decision(decision) => Some(decision),
-                Expected::Refused(_) => None,
+                FaultExpected::Decision(decision) => Some(decision),
+                FaultExpected::Refused(_) => None,
             })
             .collect();
         assert!(
@@ -238,7 +160,13 @@ fn every_fault_injector_has_a_faulting_a_passing_and_a_refused_case() {
             "{name}: no case where a fault is injected"
         );
         for case in &cases {
-            if let Expected::Refused(part) = &case.expected {
+            if let FaultExpected::Refused(refusal) = &case.expected {
+                let part = match refusal {
+                    ExpectedRefusal::Text(TextMatch::Exact(text) | TextMatch::Contains(text)) => {
+                        text.as_str()
+                    }
+                    ExpectedRefusal::Any => "",
+                };
                 assert!(
                     part.contains('`'),
                     "{name}/{}: a refusal must name the config key (`key`): {part:?}",
@@ -249,7 +177,7 @@ fn every_fault_injector_has_a_faulting_a_passing_and_a_refused_case() {
         assert!(
             cases
                 .iter()
-                .any(|case| matches!(case.expected, Expected::Refused(_))),
+                .any(|case| matches!(case.expected, FaultExpected::Refused(_))),
             "{name}: no case with an invalid config"
         );
     }
@@ -275,7 +203,7 @@ async fn every_fault_injector_names_itself_and_its_schema_accepts_every_case_con
         let validator = jsonschema::validator_for(&schema)
             .unwrap_or_else(|err| panic!("{name}: config schema does not compile: {err}"));
         for case in load_cases(name) {
-            if let Expected::Decision(_) = case.expected {
+            if let FaultExpected::Decision(_) = case.expected {
                 let config: Value = serde_json::from_str(&case.config).expect("case config");
                 let errors: Vec<String> = validator
                     .iter_errors(&config)

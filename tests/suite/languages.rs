@@ -594,7 +594,7 @@ fn plugin_test_runs_a_scaffolded_fault_injector_s_cases_and_shows_each_differing
     assert!(
         text.contains(concat!(
             "FAIL refuses-an-invalid-config\n",
-            r#"     refusal "invalid config: abort-percent must be a number from 0 to 100" does not contain "status""#,
+            r#"     refusal: expected "status", got "invalid config: abort-percent must be a number from 0 to 100""#,
         )),
         "{text}"
     );

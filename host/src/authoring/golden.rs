@@ -54,7 +54,7 @@ use crate::runtime::verdict::{Finding, Outcome, Severity, Verdict};
 
 pub mod fault;
 
-pub use fault::{FaultCase, FaultExpected, REQUEST_FILE, load_fault_cases};
+pub use fault::{FaultCase, FaultExpected, REQUEST_FILE, compare_decision, load_fault_cases};
 
 /// Name of the file with the expected verdict of a case.
 pub const EXPECTED_FILE: &str = "expected.json";
@@ -947,11 +947,6 @@ pub enum Mismatch {
     Decided {
         decision: Box<Decision>,
     },
-    /// The fault injector refused, without the expected text.
-    RefusalText {
-        expected: String,
-        actual: String,
-    },
     /// One field of the decision differs (`action.status`,
     /// `delay-response-ms`, ...); values as in the case's JSON.
     DecisionField {
@@ -1001,9 +996,6 @@ impl fmt::Display for Mismatch {
                     "expected a refusal, got decision {}",
                     fault::decision_json(decision)
                 )
-            }
-            Mismatch::RefusalText { expected, actual } => {
-                write!(f, "refusal {actual:?} does not contain {expected:?}")
             }
             Mismatch::DecisionField {
                 field,

@@ -536,7 +536,7 @@ const FAULT_SAMPLES: &[(&str, &str)] = &[
     ),
     (
         "samples/refuses-an-invalid-config/expected.json",
-        "{\"refused\": \"abort-percent must be a number from 0 to 100\"}\n",
+        "{\"refused\": {\"contains\": \"abort-percent must be a number from 0 to 100\"}}\n",
     ),
 ];
 
@@ -707,8 +707,9 @@ Each directory under `samples/` is one case:
   equality, such as
   `{"decision": {"delay-response-ms": 100, "action": {"kind": "forward"}}}`
   (a missing `delay-request-ms` or `delay-response-ms` is 0, a missing
-  `body` means no body faults), or `{"refused": "text"}` when the plugin must
-  refuse with a reason containing that text.
+  `body` means no body faults), or a refusal: `{"refused": {"contains":
+  "text"}}` when the plugin must refuse with a reason containing that text
+  (`"refused": "text"` is the whole reason, `"refused": true` any).
 
 Actions: `{"kind": "forward"}`, `{"kind": "reset"}`,
 `{"kind": "hang", "ms": 500}`, `{"kind": "abort", "status": 503,

@@ -19,11 +19,12 @@
 //! or an abort as above), compared for equality, or a refusal:
 //!
 //! ```json
-//! {"refused": "invalid config"}
+//! {"refused": {"contains": "invalid config"}}
 //! ```
 //!
-//! which passes when the plugin returns its own `err` containing that text
-//! (`""` for any refusal).
+//! which passes when the plugin returns its own `err`: as in validator
+//! cases, `true` for any refusal, a string for exactly that text, or
+//! `{"contains": ...}` for a text containing a part.
 //!
 //! With `--bless` ([`super::bless_cases`]) the plugin's current answer is
 //! written as `expected.json`: the decision in full, or the whole refusal.
@@ -33,8 +34,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CaseError, CaseResult, EXPECTED_FILE, Mismatch, case_dirs, case_name, output_lines,
-    read_config, read_json, refusal_file, to_file, write_expected,
+    CaseError, CaseResult, EXPECTED_FILE, ExpectedRefusal, Mismatch, case_dirs, case_name,
+    output_lines, quoted, read_config, read_json, refusal_file, to_file, write_expected,
 };
 use crate::runtime::call::CallOutcome;
 use crate::runtime::inject::{Action, Decision, RequestInfo};
@@ -49,8 +50,9 @@ pub const REQUEST_FILE: &str = "request.json";
 pub enum FaultExpected {
     /// The plugin must decide exactly this.
     Decision(Decision),
-    /// The plugin must refuse, with a reason containing this text.
-    Refused(String),
+    /// The plugin must refuse: any refusal, its exact text, or a text
+    /// containing a part (as a validator case's `refused`).
+    Refused(ExpectedRefusal),
 }
 
 /// `expected.json` as written: exactly one of the two keys.
@@ -58,7 +60,8 @@ pub enum FaultExpected {
 #[serde(deny_unknown_fields)]
 struct ExpectedFile {
     decision: Option<Decision>,
-    refused: Option<String>,
+    #[serde(default, deserialize_with = "super::refusal")]
+    refused: Option<ExpectedRefusal>,
 }
 
 /// One loaded fault-injector case.
@@ -89,7 +92,7 @@ impl FaultCase {
         let file: ExpectedFile = read_json(&expected_path)?;
         let expected = match (file.decision, file.refused) {
             (Some(decision), None) => FaultExpected::Decision(decision),
-            (None, Some(text)) => FaultExpected::Refused(text),
+            (None, Some(refusal)) => FaultExpected::Refused(refusal),
             (Some(_), Some(_)) => {
                 return Err(CaseError::Invalid {
                     path: expected_path,
@@ -99,7 +102,7 @@ impl FaultCase {
             (None, None) => {
                 return Err(CaseError::Invalid {
                     path: expected_path,
-                    reason: "needs `decision` (or `\"refused\": \"<text of the refusal>\"`)".into(),
+                    reason: "needs `decision` (or `refused`: true, the refusal's text, or {\"contains\": \"<part>\"})".into(),
                 });
             }
         };
@@ -146,7 +149,7 @@ fn load_input(dir: &Path) -> Result<(RequestInfo, String), CaseError> {
 
 /// Runs `plugin`'s `decide` on the case in `dir` and writes its answer as
 /// the case's `expected.json`: `{"decision": ...}`, or `{"refused":
-/// "<the whole refusal>"}` (which contains itself, so it passes).
+/// "<the whole refusal>"}`.
 pub(super) async fn bless_fault_case(dir: &Path, plugin: &Plugin, limits: &Limits) -> CaseResult {
     #[derive(Serialize)]
     struct File<'a> {
@@ -194,13 +197,15 @@ pub fn compare_decision(expected: &FaultExpected, actual: &CallOutcome<Decision>
         (_, CallOutcome::Stopped(failure)) => vec![Mismatch::Stopped {
             failure: format!("{}: {}", failure.kind, failure.message),
         }],
-        (FaultExpected::Refused(text), CallOutcome::Refused(reason)) => {
-            if reason.contains(text.as_str()) {
+        (FaultExpected::Refused(ExpectedRefusal::Any), CallOutcome::Refused(_)) => Vec::new(),
+        (FaultExpected::Refused(ExpectedRefusal::Text(text)), CallOutcome::Refused(reason)) => {
+            if text.matches(reason) {
                 Vec::new()
             } else {
-                vec![Mismatch::RefusalText {
-                    expected: text.clone(),
-                    actual: reason.clone(),
+                vec![Mismatch::Field {
+                    field: "refusal".into(),
+                    expected: text.to_string(),
+                    actual: quoted(reason),
                 }]
             }
         }
@@ -320,7 +325,7 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::authoring::golden::CONFIG_FILE;
+    use crate::authoring::golden::{CONFIG_FILE, TextMatch};
     use crate::runtime::failure::{Failure, FailureKind};
     use crate::runtime::inject::{AbortResponse, BodyFaults};
 
@@ -402,7 +407,9 @@ mod tests {
         let case = FaultCase::load(dir.path()).expect("loads");
         assert_eq!(
             case.expected,
-            FaultExpected::Refused("invalid config".into())
+            FaultExpected::Refused(ExpectedRefusal::Text(TextMatch::Exact(
+                "invalid config".into()
+            )))
         );
     }
 
@@ -445,10 +452,7 @@ mod tests {
                 EXPECTED_FILE,
             ),
             (
-                &[
-                    (REQUEST_FILE, "{}"),
-                    (EXPECTED_FILE, r#"{"refused": true}"#),
-                ],
+                &[(REQUEST_FILE, "{}"), (EXPECTED_FILE, r#"{"refused": 7}"#)],
                 EXPECTED_FILE,
             ),
         ];
@@ -478,18 +482,30 @@ mod tests {
             compare_decision(&expected, &CallOutcome::Completed(abort(503))),
             Vec::new()
         );
-        let refused = FaultExpected::Refused("percent".into());
+        let reason = CallOutcome::Refused("invalid config: percent must be 0..=100".into());
+        let text = |json: &str| {
+            let file: ExpectedFile = serde_json::from_str(json).expect("parses");
+            FaultExpected::Refused(file.refused.expect("a refusal"))
+        };
+        for passing in [
+            r#"{"refused": true}"#,
+            r#"{"refused": "invalid config: percent must be 0..=100"}"#,
+            r#"{"refused": {"contains": "percent"}}"#,
+        ] {
+            assert_eq!(
+                compare_decision(&text(passing), &reason),
+                Vec::new(),
+                "{passing}"
+            );
+        }
+        // A plain string is the whole refusal, as in validator cases.
         assert_eq!(
-            compare_decision(
-                &refused,
-                &CallOutcome::Refused("invalid config: percent must be 0..=100".into())
-            ),
-            Vec::new()
-        );
-        let any = FaultExpected::Refused(String::new());
-        assert_eq!(
-            compare_decision(&any, &CallOutcome::Refused("whatever".into())),
-            Vec::new()
+            compare_decision(&text(r#"{"refused": "percent"}"#), &reason),
+            vec![Mismatch::Field {
+                field: "refusal".into(),
+                expected: "\"percent\"".into(),
+                actual: "\"invalid config: percent must be 0..=100\"".into(),
+            }]
         );
     }
 
@@ -574,7 +590,8 @@ mod tests {
     #[test]
     fn refusals_decisions_and_stops_in_the_wrong_place_are_reported() {
         let decision = FaultExpected::Decision(Decision::PASS);
-        let refusal = FaultExpected::Refused("percent".into());
+        let refusal =
+            FaultExpected::Refused(ExpectedRefusal::Text(TextMatch::Contains("percent".into())));
         assert_eq!(
             compare_decision(&decision, &CallOutcome::Refused("bad config".into())),
             vec![Mismatch::Refused {
@@ -587,9 +604,12 @@ mod tests {
             r#"expected a refusal, got decision {"delay-request-ms":0,"delay-response-ms":5,"action":{"kind":"forward"}}"#
         );
         assert_eq!(
-            compare_decision(&refusal, &CallOutcome::Refused("invalid status".into()))[0]
-                .to_string(),
-            r#"refusal "invalid status" does not contain "percent""#
+            compare_decision(&refusal, &CallOutcome::Refused("invalid status".into())),
+            vec![Mismatch::Field {
+                field: "refusal".into(),
+                expected: "text containing \"percent\"".into(),
+                actual: "\"invalid status\"".into(),
+            }]
         );
         let stopped = CallOutcome::Stopped(Failure::new(FailureKind::Timeout, "late"));
         assert!(matches!(
