@@ -42,6 +42,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "destructive_change.wasm",
     ),
     ("API_CONTRACT", "plugins/Cargo.toml", "api_contract.wasm"),
+    ("REFERENCES", "plugins/Cargo.toml", "references.wasm"),
     ("RETRY_POLICY", "plugins/Cargo.toml", "retry_policy.wasm"),
     ("SLO_GATE", "plugins/Cargo.toml", "slo_gate.wasm"),
     ("LATENCY", "plugins/Cargo.toml", "latency.wasm"),

@@ -81,6 +81,8 @@ mod serve_replicas;
 // at file:line:column (65), `--config` errors (64), numbers every language reads
 // alike.
 mod configs;
+// The `references` validator: golden cases, a 1 MB workflow, the example plan.
+mod references;
 // The SDKs as packages: crate, wheel and tarball made and used outside the
 // checkout by a new user's scaffolds, built, tested and run.
 mod sdk_packages;
