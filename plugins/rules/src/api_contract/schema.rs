@@ -224,9 +224,9 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
         }
     }
 
-    /// Equal values with no `$ref` inside need no walk: nothing can differ.
+    /// Equal values need no walk when their `$ref`s (if any) resolve alike.
     fn direction_free_equal(&self, before: &Value, after: &Value) -> bool {
-        before == after && !contains_ref(before)
+        before == after && (self.out.refs_stable || !contains_ref(before))
     }
 
     /// Type, format, nullability, enum, bounds, pattern, default.
