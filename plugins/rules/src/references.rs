@@ -199,50 +199,101 @@ impl PointerPattern {
         self.tokens.iter().filter(|t| **t == Token::Any).count()
     }
 
-    /// Every value the pattern matches in `root`: its pointer, and what each
-    /// `*` token stood for. Iterative: no recursion on document data.
-    fn matches<'v>(&self, root: &'v Value) -> Vec<PointerMatch<'v>> {
-        let mut found = Vec::new();
-        let mut stack = vec![(root, 0usize, String::new(), Vec::<String>::new())];
-        while let Some((value, depth, at, bindings)) = stack.pop() {
+    /// Visits every value the pattern matches in `root`, with where it is
+    /// in `trail`. Iterative: no recursion on document data; nothing is
+    /// allocated per value but one trail entry.
+    fn walk<'v>(&self, root: &'v Value, mut visit: impl FnMut(&'v Value, &[TrailStep<'v>], usize)) {
+        let mut trail: Vec<TrailStep<'v>> = vec![(0, Step::Index(0))];
+        let mut stack = vec![(root, 0usize, 0usize)];
+        while let Some((value, depth, at)) = stack.pop() {
             let Some(token) = self.tokens.get(depth) else {
-                found.push(PointerMatch {
-                    pointer: at,
-                    value,
-                    bindings,
-                });
+                visit(value, &trail, at);
                 continue;
             };
             match (token, value) {
                 (Token::Key(key), Value::Object(map)) => {
-                    if let Some(child) = map.get(key) {
-                        stack.push((child, depth + 1, pointer::join(&at, key), bindings));
+                    if let Some((key, child)) = map.get_key_value(key) {
+                        trail.push((at, Step::Key(key)));
+                        stack.push((child, depth + 1, trail.len() - 1));
                     }
                 }
                 (Token::Key(key), Value::Array(items)) => {
-                    if let Some(child) = key.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                        stack.push((child, depth + 1, pointer::join(&at, key), bindings));
+                    if let Some((index, child)) = key
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| Some((i, items.get(i)?)))
+                    {
+                        trail.push((at, Step::Index(index)));
+                        stack.push((child, depth + 1, trail.len() - 1));
                     }
                 }
                 (Token::Any, Value::Object(map)) => {
                     // Reversed: the stack then yields members in order.
                     for (key, child) in map.iter().rev() {
-                        let mut bound = bindings.clone();
-                        bound.push(key.clone());
-                        stack.push((child, depth + 1, pointer::join(&at, key), bound));
+                        trail.push((at, Step::Key(key)));
+                        stack.push((child, depth + 1, trail.len() - 1));
                     }
                 }
                 (Token::Any, Value::Array(items)) => {
                     for (index, child) in items.iter().enumerate().rev() {
-                        let mut bound = bindings.clone();
-                        bound.push(index.to_string());
-                        stack.push((child, depth + 1, pointer::join_index(&at, index), bound));
+                        trail.push((at, Step::Index(index)));
+                        stack.push((child, depth + 1, trail.len() - 1));
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    /// Every value the pattern matches in `root` that names something: its
+    /// pointer, and what each `*` token stood for.
+    fn matches(&self, root: &Value) -> Vec<PointerMatch> {
+        let mut found = Vec::new();
+        self.walk(root, |value, trail, at| {
+            let Some(name) = name_of(value) else {
+                return;
+            };
+            let mut steps = Vec::with_capacity(self.tokens.len());
+            let mut node = at;
+            while node != 0 {
+                let Some((parent, step)) = trail.get(node) else {
+                    break;
+                };
+                steps.push(step);
+                node = *parent;
+            }
+            steps.reverse();
+            let mut pointer = String::new();
+            let mut bindings = Vec::new();
+            for (token, step) in self.tokens.iter().zip(steps) {
+                let text = match step {
+                    Step::Key(key) => (*key).to_owned(),
+                    Step::Index(index) => index.to_string(),
+                };
+                pointer.push('/');
+                pointer.push_str(&pointer::escape(&text));
+                if *token == Token::Any {
+                    bindings.push(text);
+                }
+            }
+            found.push(PointerMatch {
+                pointer,
+                name,
+                bindings,
+            });
+        });
         found
+    }
+
+    /// The names among the values the pattern matches in `root`.
+    fn names(&self, root: &Value) -> HashSet<String> {
+        let mut names = HashSet::new();
+        self.walk(root, |value, _, _| {
+            if let Some(name) = name_of(value) {
+                names.insert(name);
+            }
+        });
+        names
     }
 
     /// The concrete pointer with the `*` tokens replaced by `bindings`, in
@@ -260,9 +311,19 @@ impl PointerPattern {
     }
 }
 
-struct PointerMatch<'v> {
+/// One step of a walk: a member's key or an item's index.
+enum Step<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+/// A walk's trail entry: (index of the parent entry, the step from it).
+type TrailStep<'v> = (usize, Step<'v>);
+
+/// A value that names something, found by a pointer pattern.
+struct PointerMatch {
     pointer: String,
-    value: &'v Value,
+    name: String,
     bindings: Vec<String>,
 }
 
@@ -574,6 +635,10 @@ impl Entry<'_> {
     /// The parsed side; `None` when absent, unstructured or unparsable (a
     /// syntax error is `well-formed`'s finding, not this validator's).
     fn parsed(&self, side: Side) -> Option<&Parsed> {
+        // An unchanged document is parsed once for both sides.
+        if side == Side::Before && self.document.before == self.document.after {
+            return self.parsed(Side::After);
+        }
         let (cell, parse): (_, fn(&Document) -> _) = match side {
             Side::Before => (&self.before, Document::parse_before),
             Side::After => (&self.after, Document::parse_after),
@@ -654,9 +719,7 @@ impl<'c> Lineage<'c> {
             };
             let mut pending = Vec::new();
             for matched in self.references[reference].at.matches(&parsed.value) {
-                let Some(value) = name_of(matched.value) else {
-                    continue;
-                };
+                let value = matched.name;
                 let (template_value, target_path) = match &self.references[reference].target {
                     Target::Document { template } => (Some(value.clone()), template.filled(&value)),
                     Target::Value {
@@ -747,11 +810,7 @@ impl<'c> Lineage<'c> {
                 let Some(parsed) = self.entries[target].parsed(side) else {
                     continue;
                 };
-                let values: HashSet<String> = at
-                    .matches(&parsed.value)
-                    .iter()
-                    .filter_map(|m| name_of(m.value))
-                    .collect();
+                let values = at.names(&parsed.value);
                 self.values.insert(key, values);
             }
             judged = true;
