@@ -8,7 +8,8 @@
 //! `CheckBackwardCompatibility` returns changes of level ERR or WARN (INFO is
 //! not breaking); cairn's verdict is `fail` or `warn` (an error or warning
 //! finding). A pair directory is named `breaking--…` or `non-breaking--…`;
-//! its `oasdiff.json` names the assertion it comes from.
+//! its `oasdiff.json` names the assertion it comes from. The plugin runs
+//! with `today` set (see [`CONFIG`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,12 @@ const MIN_RECALL: f64 = 0.9;
 
 /// The most pairs oasdiff calls non-breaking that cairn may fail or warn on.
 const MAX_FALSE_FAILURES: usize = 1;
+
+/// The plugin's config for every pair. oasdiff compares `x-sunset` dates
+/// with the day it runs; plugins have no clock, so the date is given (any
+/// day between the corpus's past sunsets, 2022, and its future ones, 9999,
+/// gives the same verdicts).
+const CONFIG: &str = r#"{"today": "2026-12-01"}"#;
 
 fn pairs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/oasdiff/pairs")
@@ -96,7 +103,7 @@ async fn api_contract_finds_the_breaking_changes_oasdiff_asserts_on_its_own_spec
         for pair in pairs {
             let change = Arc::new(Change::new([pair.document.clone()], Vec::new()));
             let report = plugin
-                .validate(change, &Checkpoint::default(), "{}", &Limits::default())
+                .validate(change, &Checkpoint::default(), CONFIG, &Limits::default())
                 .await;
             let CallOutcome::Completed(verdict) = report.outcome else {
                 panic!(

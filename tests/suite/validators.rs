@@ -80,6 +80,8 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
             "api/new-required-request-body",
             "api/new-required-request-field",
             "api/removed-auth",
+            "api/removed-before-sunset",
+            "api/removed-deprecated",
             "api/removed-media-type",
             "api/removed-operation",
             "api/removed-optional-response-header",

@@ -33,6 +33,16 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "a method of a path is gone",
     ),
     (
+        "api/removed-deprecated",
+        Severity::Info,
+        "a deprecated path or operation is removed (after its x-sunset date, when it has one)",
+    ),
+    (
+        "api/removed-before-sunset",
+        Severity::Error,
+        "a deprecated path or operation is removed before its x-sunset date (a warning when `today` is not configured)",
+    ),
+    (
         "api/removed-webhook",
         Severity::Error,
         "a webhook (3.1) or one of its operations is gone",
@@ -228,6 +238,8 @@ pub const CONFIG_SCHEMA: &str = r##"{
   "properties": {
     "report-additions": {"type": "boolean", "default": true,
                          "description": "report non-breaking changes (info findings)"},
+    "today": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+              "description": "the date (YYYY-MM-DD) x-sunset dates are compared with; plugins have no clock"},
     "rules": {
       "type": "object",
       "description": "per rule: off, or the level to report it at",
@@ -236,6 +248,8 @@ pub const CONFIG_SCHEMA: &str = r##"{
         "api/removed-path": {"$ref": "#/$defs/level"},
         "api/removed-operation": {"$ref": "#/$defs/level"},
         "api/removed-webhook": {"$ref": "#/$defs/level"},
+        "api/removed-deprecated": {"$ref": "#/$defs/level"},
+        "api/removed-before-sunset": {"$ref": "#/$defs/level"},
         "api/removed-response": {"$ref": "#/$defs/level"},
         "api/new-required-parameter": {"$ref": "#/$defs/level"},
         "api/removed-parameter": {"$ref": "#/$defs/level"},
@@ -291,6 +305,8 @@ struct Config {
     report_additions: bool,
     #[serde(default)]
     rules: BTreeMap<String, Level>,
+    /// The date `x-sunset` dates are compared with (plugins have no clock).
+    today: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -311,6 +327,8 @@ struct Levels {
     /// Rules the config sets: `None` when off.
     configured: BTreeMap<&'static str, Option<Severity>>,
     report_additions: bool,
+    /// `today` from the config, for `x-sunset` dates.
+    today: Option<String>,
 }
 
 impl Levels {
@@ -330,9 +348,17 @@ impl Levels {
             };
             configured.insert(*id, level);
         }
+        if let Some(today) = &config.today
+            && !is_date(today)
+        {
+            return Err(format!(
+                "invalid config: `today` is {today:?}, not a YYYY-MM-DD date"
+            ));
+        }
         Ok(Levels {
             configured,
             report_additions: config.report_additions,
+            today: config.today,
         })
     }
 
@@ -407,6 +433,16 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
         findings,
         format!("{compared} OpenAPI document(s) compared, {breaking} breaking change(s)"),
     ))
+}
+
+/// `YYYY-MM-DD` (compared as text, which orders such dates).
+fn is_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 fn is_openapi(value: &Value) -> bool {

@@ -106,6 +106,16 @@ fn items(out: &mut Findings, before: &Map<String, Value>, after: &Map<String, Va
                 Items::Paths => ("api/removed-path", "path"),
                 Items::Webhooks => ("api/removed-webhook", "webhook"),
             };
+            let item = resolve(&out.before.value, before_item, &bp).0;
+            let operations: Vec<&Value> = METHODS.iter().filter_map(|m| item.get(m)).collect();
+            if kind == Items::Paths && !operations.is_empty() {
+                let sunsets: Option<Vec<Sunset>> =
+                    operations.iter().map(|op| sunset(op, out)).collect();
+                if let Some(sunsets) = sunsets {
+                    report_deprecated_removal(out, &bp, &format!("path {name}"), &sunsets);
+                    continue;
+                }
+            }
             out.report(rule, Side::Before, &bp, format!("{what} {name} is removed"));
             continue;
         };
@@ -136,7 +146,19 @@ fn items(out: &mut Findings, before: &Map<String, Value>, after: &Map<String, Va
                         format!("operation {label} is added"),
                     );
                 }
-                (Some(_), None) => {
+                (Some(b_op), None) => {
+                    let at = pointer::join(&bp, method);
+                    if kind == Items::Paths
+                        && let Some(sunset) = sunset(b_op, out)
+                    {
+                        report_deprecated_removal(
+                            out,
+                            &at,
+                            &format!("operation {label}"),
+                            &[sunset],
+                        );
+                        continue;
+                    }
                     let rule = match kind {
                         Items::Paths => "api/removed-operation",
                         Items::Webhooks => "api/removed-webhook",
@@ -144,7 +166,7 @@ fn items(out: &mut Findings, before: &Map<String, Value>, after: &Map<String, Va
                     out.report(
                         rule,
                         Side::Before,
-                        &pointer::join(&bp, method),
+                        &at,
                         format!("operation {label} is removed"),
                     );
                 }
@@ -174,6 +196,66 @@ fn items(out: &mut Findings, before: &Map<String, Value>, after: &Map<String, Va
                 format!("{what} {name} is added"),
             );
         }
+    }
+}
+
+/// Where a deprecated operation stands with its `x-sunset` date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sunset {
+    /// Deprecated without a sunset date, or the date is past `today`.
+    Passed,
+    /// The sunset date is after `today`.
+    Ahead(String),
+    /// A sunset date, and no `today` to compare it with.
+    Unknown(String),
+}
+
+/// How a deprecated operation stands; `None` when it is not deprecated.
+fn sunset(op: &Value, out: &Findings) -> Option<Sunset> {
+    if op.get("deprecated").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let Some(date) = op.get("x-sunset").and_then(Value::as_str) else {
+        return Some(Sunset::Passed);
+    };
+    // The date part of a date or RFC 3339 date-time.
+    let day = date.get(..10).unwrap_or(date).to_owned();
+    Some(match &out.levels.today {
+        Some(today) if day.as_str() <= today.as_str() => Sunset::Passed,
+        Some(_) => Sunset::Ahead(day),
+        None => Sunset::Unknown(day),
+    })
+}
+
+/// A deprecated path or operation is removed: fine after its sunset, an
+/// error before it, a warning when the date cannot be compared.
+fn report_deprecated_removal(out: &mut Findings, at: &str, what: &str, sunsets: &[Sunset]) {
+    if let Some(Sunset::Ahead(date)) = sunsets.iter().find(|s| matches!(s, Sunset::Ahead(_))) {
+        out.report(
+            "api/removed-before-sunset",
+            Side::Before,
+            at,
+            format!("{what} is removed before its sunset date {date}"),
+        );
+    } else if let Some(Sunset::Unknown(date)) =
+        sunsets.iter().find(|s| matches!(s, Sunset::Unknown(_)))
+    {
+        out.report_at(
+            "api/removed-before-sunset",
+            crate::model::Severity::Warning,
+            Side::Before,
+            at,
+            format!(
+                "{what} is removed; its sunset date {date} cannot be checked (plugins have no clock: set `today` in the config)"
+            ),
+        );
+    } else {
+        out.report(
+            "api/removed-deprecated",
+            Side::Before,
+            at,
+            format!("{what} is removed after its deprecation"),
+        );
     }
 }
 
