@@ -620,6 +620,8 @@ enum Side {
 /// A document of the change, parsed on demand, each side at most once.
 struct Entry<'c> {
     document: &'c Document,
+    /// Before and after are the same bytes: parsed once, walked once.
+    same_sides: bool,
     before: OnceCell<Option<Parsed>>,
     after: OnceCell<Option<Parsed>>,
 }
@@ -636,7 +638,7 @@ impl Entry<'_> {
     /// syntax error is `well-formed`'s finding, not this validator's).
     fn parsed(&self, side: Side) -> Option<&Parsed> {
         // An unchanged document is parsed once for both sides.
-        if side == Side::Before && self.document.before == self.document.after {
+        if side == Side::Before && self.same_sides {
             return self.parsed(Side::After);
         }
         let (cell, parse): (_, fn(&Document) -> _) = match side {
@@ -695,6 +697,7 @@ impl<'c> Lineage<'c> {
                 .iter()
                 .map(|document| Entry {
                     document,
+                    same_sides: document.before == document.after,
                     before: OnceCell::new(),
                     after: OnceCell::new(),
                 })
@@ -707,8 +710,10 @@ impl<'c> Lineage<'c> {
         }
     }
 
-    /// Every reference `doc` makes on `side`, each resolved on that side.
-    fn references_of(&mut self, doc: usize, side: Side) -> Vec<Found> {
+    /// Every reference `doc` makes on `side`, each resolved on that side
+    /// when `resolve` is true (else left `Unknown`: for a caller that only
+    /// needs to know which references there are).
+    fn references_of(&mut self, doc: usize, side: Side, resolve: bool) -> Vec<Found> {
         let mut found = Vec::new();
         for reference in 0..self.references.len() {
             if !glob::matches(&self.references[reference].from, self.paths[doc]) {
@@ -752,7 +757,11 @@ impl<'c> Lineage<'c> {
                 pending.push((matched.pointer, value, targets, target_path));
             }
             for (pointer, value, targets, target_path) in pending {
-                let resolution = self.resolve(reference, &value, &targets, &target_path, side);
+                let resolution = if resolve {
+                    self.resolve(reference, &value, &targets, &target_path, side)
+                } else {
+                    Resolution::Unknown
+                };
                 found.push(Found {
                     reference,
                     pointer,
@@ -952,7 +961,7 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
         if !lineage.entries[doc].exists(Side::After) {
             continue;
         }
-        let found = lineage.references_of(doc, Side::After);
+        let found = lineage.references_of(doc, Side::After, true);
         found_count += found.len();
         outside += found
             .iter()
@@ -972,32 +981,49 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
         if dangles.is_empty() {
             continue;
         }
-        // What dangled before the change, by (reference, value, target).
-        let before: HashSet<(usize, String, String)> = if lineage.entries[doc].exists(Side::Before)
-        {
-            lineage
-                .references_of(doc, Side::Before)
-                .into_iter()
-                .filter(|f| matches!(f.resolution, Resolution::Dangling(_)))
-                .map(|f| (f.reference, f.value, f.target_path))
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        // The references the document made before the change, by
+        // (reference, value, target); `None`: the same as after.
+        let before: Option<HashSet<(usize, String, String)>> =
+            if !lineage.entries[doc].exists(Side::Before) {
+                Some(HashSet::new())
+            } else if lineage.entries[doc].same_sides {
+                None
+            } else {
+                Some(
+                    lineage
+                        .references_of(doc, Side::Before, false)
+                        .into_iter()
+                        .map(|f| (f.reference, f.value, f.target_path))
+                        .collect(),
+                )
+            };
+        // A dangling reference that was there before and dangled then too.
+        let dangled_before: Vec<bool> = dangles
+            .iter()
+            .map(|f| {
+                let key = (f.reference, f.value.clone(), f.target_path.clone());
+                before.as_ref().is_none_or(|keys| keys.contains(&key))
+                    && matches!(
+                        lineage.resolve(
+                            f.reference,
+                            &f.value,
+                            &f.targets,
+                            &f.target_path,
+                            Side::Before
+                        ),
+                        Resolution::Dangling(_)
+                    )
+            })
+            .collect();
         let path = lineage.paths[doc];
         let parsed = lineage.entries[doc].parsed(Side::After);
-        for found in dangles {
+        for (found, dangled_before) in dangles.into_iter().zip(dangled_before) {
             let Resolution::Dangling(why) = &found.resolution else {
                 continue;
             };
             let name = bounded(&lineage.references[found.reference].name);
-            let key = (
-                found.reference,
-                found.value.clone(),
-                found.target_path.clone(),
-            );
             let locate = |f: Finding| f.at_value(path, &found.pointer, parsed);
-            if before.contains(&key) {
+            if dangled_before {
                 already.push(
                     |f| {
                         locate(f).hint(
@@ -1457,6 +1483,57 @@ mod tests {
             .collect();
         // Nearest first: b names c, a reaches c through b.
         assert_eq!(impacted, ["workflows/b.json", "workflows/a.json"]);
+    }
+
+    #[test]
+    fn a_placeholder_with_stars_reads_each_item_of_the_referring_value() {
+        let connector = r#"{"mappings": [
+  {"table": "crm/customers", "column": "email"},
+  {"table": "crm/orders", "column": "email"}
+]}"#;
+        let orders = r#"{"columns": [{"name": "id"}]}"#;
+        let change = change(vec![
+            doc("connectors/crm.json", Some(connector), Some(connector)),
+            doc(
+                "tables/crm/customers.json",
+                Some(TABLE_BEFORE),
+                Some(TABLE_AFTER),
+            ),
+            doc("tables/crm/orders.json", Some(orders), Some(orders)),
+        ]);
+        let config = r#"{"references": [{"from": "connectors/*", "at": "/mappings/*/column",
+            "to-value": {"document": "tables/{/mappings/*/table}.json", "at": "/columns/*/name"}}],
+            "report-impact": false, "complete": true}"#;
+        let report = check(&change, config).unwrap();
+        // The orders table never had `email`: already dangling; customers
+        // still has it.
+        assert_eq!(
+            located(&report),
+            [(
+                "references/already-dangling",
+                "connectors/crm.json",
+                "/mappings/1/column"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_reference_moved_within_a_changed_document_keeps_its_history() {
+        let before = r#"{"steps": [{"connector": "gone"}]}"#;
+        let after = r#"{"steps": [{"connector": "crm"}, {"connector": "gone"}]}"#;
+        let change = change(vec![
+            doc("workflows/w.json", Some(before), Some(after)),
+            doc("connectors/crm.toml", Some(CRM), Some(CRM)),
+        ]);
+        let report = check(&change, r#"{"complete": true, "report-impact": false}"#).unwrap();
+        assert_eq!(
+            located(&report),
+            [(
+                "references/already-dangling",
+                "workflows/w.json",
+                "/steps/1/connector"
+            )]
+        );
     }
 
     #[test]
