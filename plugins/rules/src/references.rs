@@ -380,17 +380,6 @@ impl PathTemplate {
         ))
     }
 
-    /// Whether `path` is this template filled with `value`.
-    fn matches_filled(&self, value: &str, path: &str) -> bool {
-        let Some(suffix) = &self.suffix else {
-            return glob::matches(&self.prefix, path);
-        };
-        let ends: HashSet<usize> = suffix_starts(suffix, path).into_iter().collect();
-        prefix_ends(&self.prefix, path)
-            .into_iter()
-            .any(|start| path[start..].starts_with(value) && ends.contains(&(start + value.len())))
-    }
-
     /// The path with the placeholder filled, for messages.
     fn filled(&self, value: &str) -> String {
         match &self.suffix {
@@ -468,7 +457,7 @@ fn suffix_starts(pattern: &str, text: &str) -> Vec<usize> {
 struct TemplateIndex {
     by_value: HashMap<String, Vec<usize>>,
     /// Paths with too many splits: matched value by value.
-    fallback: Vec<usize>,
+    fallback: Vec<Splits>,
     /// A template without a placeholder: the documents it matches.
     fixed: Vec<usize>,
 }
@@ -497,7 +486,11 @@ impl TemplateIndex {
                 .flat_map(|&s| ends.iter().filter(move |&&e| e > s).map(move |&e| (s, e)));
             let splits: Vec<(usize, usize)> = splits.take(MAX_CAPTURES_PER_PATH + 1).collect();
             if splits.len() > MAX_CAPTURES_PER_PATH {
-                index.fallback.push(doc);
+                index.fallback.push(Splits {
+                    doc,
+                    starts,
+                    ends: ends.into_iter().collect(),
+                });
                 continue;
             }
             for (start, end) in splits {
@@ -522,11 +515,26 @@ impl TemplateIndex {
         found.extend(
             self.fallback
                 .iter()
-                .copied()
-                .filter(|&doc| template.matches_filled(value, paths[doc])),
+                .filter(|splits| {
+                    let path = paths[splits.doc];
+                    splits.starts.iter().any(|&start| {
+                        path.get(start..)
+                            .is_some_and(|rest| rest.starts_with(value))
+                            && splits.ends.contains(&(start + value.len()))
+                    })
+                })
+                .map(|splits| splits.doc),
         );
         found
     }
+}
+
+/// Where a path may split around a placeholder: where its value may
+/// start (after the prefix) and end (before the suffix).
+struct Splits {
+    doc: usize,
+    starts: Vec<usize>,
+    ends: HashSet<usize>,
 }
 
 /// What a reference must resolve to.
@@ -681,6 +689,8 @@ struct Lineage<'c> {
     indexes: Vec<TemplateIndex>,
     /// (reference, document, side) → the values at the target pointer.
     values: HashMap<(usize, usize, Side), HashSet<String>>,
+    /// (reference, value filling its template) → the documents it names.
+    lookups: HashMap<(usize, String), Vec<usize>>,
     complete: bool,
 }
 
@@ -706,6 +716,7 @@ impl<'c> Lineage<'c> {
             references,
             indexes,
             values: HashMap::new(),
+            lookups: HashMap::new(),
             complete,
         }
     }
@@ -748,12 +759,20 @@ impl<'c> Lineage<'c> {
                         }
                     },
                 };
-                let template = self.references[reference].template();
-                let targets = self.indexes[reference].lookup(
-                    template,
-                    template_value.as_deref().unwrap_or(""),
-                    &self.paths,
-                );
+                let template_value = template_value.unwrap_or_default();
+                let targets = match self.lookups.get(&(reference, template_value.clone())) {
+                    Some(targets) => targets.clone(),
+                    None => {
+                        let targets = self.indexes[reference].lookup(
+                            self.references[reference].template(),
+                            &template_value,
+                            &self.paths,
+                        );
+                        self.lookups
+                            .insert((reference, template_value), targets.clone());
+                        targets
+                    }
+                };
                 pending.push((matched.pointer, value, targets, target_path));
             }
             for (pointer, value, targets, target_path) in pending {
@@ -1569,8 +1588,15 @@ mod tests {
         assert_eq!(index.lookup(&template, "crm.v2", &paths), [0]);
         assert_eq!(index.lookup(&template, "erp", &paths), [1]);
         assert!(index.lookup(&template, "x", &paths).is_empty());
-        assert!(template.matches_filled("crm.v2", paths[0]));
-        assert!(!template.matches_filled("erp", paths[0]));
+        // A path that splits more ways than the index holds is matched
+        // value by value, with the same answers.
+        let dotted = "connectors/a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.toml";
+        let paths = [dotted];
+        let index = TemplateIndex::new(&template, &paths);
+        assert_eq!(index.fallback.len(), 1);
+        assert_eq!(index.lookup(&template, "a", &paths), [0]);
+        assert_eq!(index.lookup(&template, "a.b.c", &paths), [0]);
+        assert!(index.lookup(&template, "b", &paths).is_empty());
     }
 
     #[test]
