@@ -1,9 +1,9 @@
 //! cairn-rules: the rule logic of cairn's bundled validators (schema,
 //! destructive-change, api-contract, retry-policy, slo-gate, no-deletes,
-//! references) as plain Rust
-//! over parsed documents, apart from the SDK so it can be unit-tested and
-//! benchmarked natively. Each plugin crate is a thin wrapper around one
-//! `check` function (see [`sdk`], behind the `sdk` feature).
+//! references) as plain Rust over parsed documents, apart from the SDK so it
+//! can be unit-tested and benchmarked natively. Each plugin crate is a thin
+//! wrapper around one `check` function (see [`sdk`], behind the `sdk`
+//! feature).
 
 pub mod api_contract;
 pub mod destructive;
