@@ -20,7 +20,9 @@ use wasmtime::component::Component;
 use crate::peers::{CairnPeer, ExtismPeer, RegoPeer, native};
 use crate::report::{Section, Target, mib, ratio, show};
 use crate::stats::{Budget, Samples, collect, time_each, time_interleaved};
-use crate::workload::{Workload, example_changes, heavy_cases, peer_input, small_change};
+use crate::workload::{
+    NativeCheck, Workload, example_changes, heavy_cases, peer_input, small_change,
+};
 
 /// How long to measure: `Full` for the published table, `Quick` to see that
 /// everything runs (a few samples each, figures not worth quoting).
@@ -203,7 +205,11 @@ pub fn heavy_validators(bench: &Bench) -> anyhow::Result<Outcome> {
          through cairn with the default limits (fresh instance, the change copied in, \
          parsing, the rule, the verdict checked). destructive-change parses a 1 MB workflow \
          before and after (one step removed: one finding); schema validates a 1 MB workflow \
-         against a schema with a `pattern` on every step id (no finding).",
+         against a schema with a `pattern` on every step id (no finding); api-contract \
+         compares two 1 MB OpenAPI 3.1 documents (one path removed, one shared enum \
+         narrowed: its findings at every operation that reaches it); references reads a 1 MB \
+         workflow whose steps name 50 connectors, one of them deleted (a dangling reference \
+         at every step naming it, 200 listed, and the impact list).",
         &[
             "validator",
             "native",
@@ -214,15 +220,8 @@ pub fn heavy_validators(bench: &Bench) -> anyhow::Result<Outcome> {
     );
     let mut targets = Vec::new();
     for case in heavy_cases() {
-        let guest = match case.name {
-            "destructive-change" => guests::DESTRUCTIVE_CHANGE,
-            _ => guests::SCHEMA,
-        };
-        let check = match case.name {
-            "destructive-change" => cairn_rules::destructive::check,
-            _ => cairn_rules::schema::check,
-        };
-        let plugin = CairnPeer::load(&bench.runtime, Path::new(guest))?;
+        let check = case.check;
+        let plugin = CairnPeer::load(&bench.runtime, Path::new(case.guest))?;
         let first = plugin.validate(&case.workload.host, &case.config);
         let CallOutcome::Completed(verdict) = &first.outcome else {
             anyhow::bail!("{} did not complete: {:?}", case.name, first.outcome);
@@ -281,7 +280,6 @@ fn completed<T: std::fmt::Debug>(
 
 /// The checkpoint of the throughput rows: five validators and their configs
 /// (those of `examples/cairn.toml`), with each one's native rule.
-type NativeCheck = fn(&cairn_rules::Change, &str) -> Result<cairn_rules::Report, String>;
 const CHECKPOINT: [(&str, &str, NativeCheck); 5] = [
     (guests::NO_DELETES, "{}", cairn_rules::no_deletes::check),
     (

@@ -129,15 +129,66 @@ pub fn workflow(bytes: usize) -> serde_json::Value {
            "steps": (0..bytes / per_step).map(step).collect::<Vec<_>>()})
 }
 
-/// A heavy validator's input: the change and the config.
+/// An OpenAPI 3.1 document of about `bytes` bytes (pretty JSON): one path
+/// per resource, `GET` with query parameters and `POST` with a request body,
+/// each resource's schema in `components` (nested objects, arrays, enums,
+/// constraints) reached through local `$ref`s.
+pub fn openapi(bytes: usize) -> serde_json::Value {
+    let resource = |i: usize| {
+        let schema = format!("Item{i}");
+        let reference = json!({"$ref": format!("#/components/schemas/{schema}")});
+        let path = json!({
+            "get": {"operationId": format!("list{i}"),
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "closed", "void"]}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                    "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "array", "items": reference}}}}}},
+            "post": {"operationId": format!("create{i}"),
+                     "requestBody": {"required": true, "content": {"application/json": {"schema": reference}}},
+                     "responses": {"201": {"description": "created", "content": {"application/json": {"schema": reference}}}}}});
+        let component = json!({
+            "type": "object", "required": ["id", "name"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+                "name": {"type": "string", "maxLength": 200},
+                "state": {"type": "string", "enum": ["draft", "live", "retired"]},
+                "amount": {"type": "number", "minimum": 0},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                "owner": {"type": "object", "properties": {"team": {"type": "string"}, "email": {"type": "string", "format": "email"}}}}});
+        (format!("/items{i}"), path, schema, component)
+    };
+    let (_, sample_path, _, sample_schema) = resource(0);
+    let per_resource =
+        serde_json::to_vec_pretty(&json!([sample_path, sample_schema])).map_or(2000, |s| s.len());
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    for i in 0..bytes / per_resource {
+        let (route, path, name, component) = resource(i);
+        paths.insert(route, path);
+        schemas.insert(name, component);
+    }
+    json!({"openapi": "3.1.0", "info": {"title": "bulk", "version": "1.0.0"},
+           "paths": paths, "components": {"schemas": schemas}})
+}
+
+/// A rule as the native side runs it.
+pub type NativeCheck = fn(&cairn_rules::Change, &str) -> Result<cairn_rules::Report, String>;
+
+/// A heavy validator's input: the change and the config, with the plugin
+/// and the same rule compiled natively.
 pub struct HeavyCase {
     pub name: &'static str,
+    pub guest: &'static str,
+    pub check: NativeCheck,
     pub workload: Workload,
     pub config: String,
 }
 
 /// destructive-change on a 1 MB workflow that loses one step (2 MB parsed:
-/// before and after), and schema on a 1 MB workflow that matches.
+/// before and after), schema on a 1 MB workflow that matches, and
+/// api-contract on a 1 MB OpenAPI document that loses one path and narrows
+/// one enum (2 MB parsed), and references on a 1 MB workflow whose
+/// connector is deleted.
 pub fn heavy_cases() -> Vec<HeavyCase> {
     let path = "workflows/bulk-sync.json";
     let before = workflow(HEAVY_DOCUMENT_BYTES);
@@ -150,9 +201,22 @@ pub fn heavy_cases() -> Vec<HeavyCase> {
         "type": "object", "required": ["name", "steps"],
         "properties": {"steps": {"type": "array", "items": {"type": "object", "required": ["id", "connector"],
             "properties": {"id": {"type": "string", "pattern": "^step-[0-9]+$"}, "timeout_ms": {"type": "integer", "maximum": 60000}}}}}}}]});
+    let api_before = openapi(HEAVY_DOCUMENT_BYTES);
+    let mut api_after = api_before.clone();
+    if let Some(paths) = api_after["paths"].as_object_mut() {
+        paths.remove("/items7");
+    }
+    if let Some(state) = api_after
+        .pointer_mut("/components/schemas/Item3/properties/state/enum")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        state.pop();
+    }
     vec![
         HeavyCase {
             name: "destructive-change",
+            guest: cairn_tests::guests::DESTRUCTIVE_CHANGE,
+            check: cairn_rules::destructive::check,
             workload: Workload::new(Change::new(
                 [Document::new(
                     path,
@@ -165,13 +229,65 @@ pub fn heavy_cases() -> Vec<HeavyCase> {
         },
         HeavyCase {
             name: "schema",
+            guest: cairn_tests::guests::SCHEMA,
+            check: cairn_rules::schema::check,
             workload: Workload::new(Change::new(
                 [Document::new(path, None, Some(pretty(&before)))],
                 Vec::new(),
             )),
             config: schema_config.to_string(),
         },
+        HeavyCase {
+            name: "api-contract",
+            guest: cairn_tests::guests::API_CONTRACT,
+            check: cairn_rules::api_contract::check,
+            workload: Workload::new(Change::new(
+                [Document::new(
+                    "api/bulk.openapi.json",
+                    Some(pretty(&api_before)),
+                    Some(pretty(&api_after)),
+                )],
+                Vec::new(),
+            )),
+            config: "{}".to_owned(),
+        },
+        HeavyCase {
+            name: "references",
+            guest: cairn_tests::guests::REFERENCES,
+            check: cairn_rules::references::check,
+            workload: Workload::new(Change::new(lineage(HEAVY_DOCUMENT_BYTES), Vec::new())),
+            config: "{}".to_owned(),
+        },
     ]
+}
+
+/// A 1 MB workflow (unchanged) whose steps name 50 connectors round robin,
+/// and the 50 connectors, of which the change deletes `c7`: every step that
+/// names it is a dangling reference (the first 200 listed), and the impact
+/// list walks back from the deleted connector.
+fn lineage(bytes: usize) -> Vec<Document> {
+    let mut workflow = workflow(bytes);
+    if let Some(steps) = workflow["steps"].as_array_mut() {
+        for (i, step) in steps.iter_mut().enumerate() {
+            step["connector"] = json!(format!("c{}", i % 50));
+        }
+    }
+    let text = serde_json::to_vec_pretty(&workflow).unwrap_or_default();
+    let mut documents = vec![Document::new(
+        "workflows/bulk-sync.json",
+        Some(text.clone()),
+        Some(text),
+    )];
+    for i in 0..50 {
+        let connector = format!("name = \"c{i}\"\ntable = \"crm/t{i}\"\n").into_bytes();
+        let after = (i != 7).then(|| connector.clone());
+        documents.push(Document::new(
+            format!("connectors/c{i}.toml"),
+            Some(connector),
+            after,
+        ));
+    }
+    documents
 }
 
 /// Every change under `examples/changes`, in name order.
