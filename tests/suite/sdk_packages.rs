@@ -73,6 +73,7 @@ fn make_packages(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
                 "cairn-plugin-sdk",
                 "--no-verify",
                 "--allow-dirty",
+                "--offline",
             ])
             .arg("--manifest-path")
             .arg(repo().join("Cargo.toml"))
