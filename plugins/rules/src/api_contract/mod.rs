@@ -417,6 +417,7 @@ pub fn check(change: &Change, config: &str) -> Result<Report, String> {
                     after: &after,
                     levels: &levels,
                     refs_stable: spec::refs_stable(&before.value, &after.value),
+                    same: std::collections::HashMap::new(),
                     findings: Vec::new(),
                 };
                 spec::compare(&mut out);
@@ -469,6 +470,9 @@ struct Findings<'a> {
     /// the same on both sides, so equal values with `$ref`s in them are
     /// equal after resolution too and need no walk.
     refs_stable: bool,
+    /// (before pointer, after pointer) → whether the values there are
+    /// equal once their `$ref`s are followed; see [`schema::same`].
+    same: std::collections::HashMap<(String, String), bool>,
     findings: Vec<Finding>,
 }
 

@@ -19,6 +19,10 @@ const MAX_REF_HOPS: usize = 32;
 /// Nesting followed before a walk stops (a guard on top of the cycle check).
 const MAX_DEPTH: usize = 64;
 
+/// Nesting (through values and `$ref`s) followed when deciding whether two
+/// schemas are the same; past it they count as different (and are walked).
+const MAX_SAME_DEPTH: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Direction {
     /// Sent by clients: narrowing breaks them.
@@ -168,7 +172,7 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
         if !self.visited.insert((before_at.clone(), after_at.clone())) {
             return;
         }
-        if before == after && self.direction_free_equal(before, after) {
+        if self.unchanged(before, &before_at, after, &after_at) {
             return;
         }
         let b = At {
@@ -224,9 +228,18 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
         }
     }
 
-    /// Equal values need no walk when their `$ref`s (if any) resolve alike.
-    fn direction_free_equal(&self, before: &Value, after: &Value) -> bool {
-        before == after && (self.out.refs_stable || !contains_ref(before))
+    /// Values that are the same once their `$ref`s are followed need no walk.
+    fn unchanged(
+        &mut self,
+        before: &Value,
+        before_at: &str,
+        after: &Value,
+        after_at: &str,
+    ) -> bool {
+        if before == after && (self.out.refs_stable || !contains_ref(before)) {
+            return true;
+        }
+        same(self.out, (before, before_at), (after, after_at))
     }
 
     /// Type, format, nullability, enum, bounds, pattern, default.
@@ -1050,6 +1063,120 @@ impl<'o, 'f> SchemaDiff<'o, 'f> {
             );
         }
     }
+}
+
+/// Whether `before` (at its pointer in the before document) and `after`
+/// are the same once local `$ref`s are followed on both sides. Each pointer
+/// pair is decided once per document and remembered, so schemas shared by
+/// many operations cost one comparison; a pair met again while it is being
+/// decided (a cycle) counts as the same until a difference shows, and
+/// what leant on that is forgotten if one does.
+pub(super) fn same(out: &mut Findings, before: (&Value, &str), after: (&Value, &str)) -> bool {
+    let (before_doc, after_doc) = (&out.before.value, &out.after.value);
+    let mut assumed = Vec::new();
+    let result = same_at(
+        before_doc,
+        after_doc,
+        &mut out.same,
+        &mut assumed,
+        before,
+        after,
+        0,
+    );
+    if !result {
+        // A "same" met on the way may have leant on an assumption that
+        // turned out false: forget those ("different" never leans on one).
+        for key in assumed {
+            out.same.remove(&key);
+        }
+    }
+    result
+}
+
+fn same_at(
+    before_doc: &Value,
+    after_doc: &Value,
+    memo: &mut std::collections::HashMap<(String, String), bool>,
+    assumed: &mut Vec<(String, String)>,
+    (before, before_at): (&Value, &str),
+    (after, after_at): (&Value, &str),
+    depth: usize,
+) -> bool {
+    if depth > MAX_SAME_DEPTH {
+        return false;
+    }
+    let key = (before_at.to_owned(), after_at.to_owned());
+    if let Some(known) = memo.get(&key) {
+        return *known;
+    }
+    let local_ref = |v: &Value| {
+        v.get("$ref")
+            .and_then(Value::as_str)
+            .filter(|r| r.starts_with('#'))
+            .is_some()
+    };
+    let (before, before_at) = if local_ref(before) {
+        resolve(before_doc, before, before_at)
+    } else {
+        (before, before_at.to_owned())
+    };
+    let (after, after_at) = if local_ref(after) {
+        resolve(after_doc, after, after_at)
+    } else {
+        (after, after_at.to_owned())
+    };
+    let key = (before_at.clone(), after_at.clone());
+    if let Some(known) = memo.get(&key) {
+        return *known;
+    }
+    // Assume the same while deciding (a cycle back here then agrees).
+    memo.insert(key.clone(), true);
+    let result = match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            b.len() == a.len()
+                && b.iter().all(|(name, b_value)| {
+                    a.get(name).is_some_and(|a_value| {
+                        if !(b_value.is_object() || b_value.is_array()) {
+                            return b_value == a_value;
+                        }
+                        same_at(
+                            before_doc,
+                            after_doc,
+                            memo,
+                            assumed,
+                            (b_value, &pointer::join(&before_at, name)),
+                            (a_value, &pointer::join(&after_at, name)),
+                            depth + 1,
+                        )
+                    })
+                })
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            b.len() == a.len()
+                && b.iter().zip(a).enumerate().all(|(i, (b_value, a_value))| {
+                    if !(b_value.is_object() || b_value.is_array()) {
+                        return b_value == a_value;
+                    }
+                    same_at(
+                        before_doc,
+                        after_doc,
+                        memo,
+                        assumed,
+                        (b_value, &pointer::join_index(&before_at, i)),
+                        (a_value, &pointer::join_index(&after_at, i)),
+                        depth + 1,
+                    )
+                })
+        }
+        (b, a) => b == a,
+    };
+    if result {
+        // Kept, but provisional until the outermost comparison is decided.
+        assumed.push(key);
+    } else {
+        memo.insert(key, false);
+    }
+    result
 }
 
 /// A finding collected before it is reported (the borrow of the views ends first).

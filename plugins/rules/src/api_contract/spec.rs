@@ -123,7 +123,14 @@ fn items(out: &mut Findings, before: &Map<String, Value>, after: &Map<String, Va
         let Some(after_item) = after.get(*after_name) else {
             continue;
         };
-        if out.refs_stable && before_item == after_item {
+        // An item the same on both sides (refs followed) has nothing to
+        // report, unless the global security its operations inherit changed.
+        let global_security_kept =
+            out.before.value.get("security") == out.after.value.get("security");
+        if global_security_kept
+            && ((out.refs_stable && before_item == after_item)
+                || super::schema::same(out, (before_item, &bp), (after_item, &ap)))
+        {
             continue;
         }
         let before_item = resolve(&out.before.value, before_item, &bp).0;

@@ -215,3 +215,37 @@ fn the_readme_documents_every_rule() {
         );
     }
 }
+
+#[test]
+fn a_changed_shared_schema_is_reported_for_each_operation_and_an_unchanged_one_for_none() {
+    let doc = |status_enum: Value| {
+        let op = |schema: &str| json!({"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}}}});
+        json!({"openapi": "3.0.3", "info": {"title": "t", "version": "1"},
+            "paths": {"/a": op("Kept"), "/b": op("Kept"), "/c": op("Changed"), "/d": op("Changed")},
+            "components": {"schemas": {
+                "Kept": {"type": "object", "properties": {"self": {"$ref": "#/components/schemas/Kept"}, "id": {"type": "string"}}},
+                "Changed": {"type": "object", "properties": {"status": {"type": "string", "enum": status_enum}}}}}})
+    };
+    let change = Change {
+        documents: vec![Document::new(
+            "api.json",
+            "application/json",
+            Some(doc(json!(["open"])).to_string().into()),
+            Some(doc(json!(["open", "paid"])).to_string().into()),
+        )],
+        metrics: Default::default(),
+    };
+    let report = check(&change, "{}").expect("runs");
+    let messages: Vec<&str> = report.findings.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.contains("may now return \"paid\"")),
+        "{messages:?}"
+    );
+    assert!(
+        messages[0].starts_with("GET /c") && messages[1].starts_with("GET /d"),
+        "{messages:?}"
+    );
+}
