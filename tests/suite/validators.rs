@@ -1,5 +1,5 @@
 //! The bundled validators (well-formed, schema, destructive-change,
-//! api-contract, retry-policy, slo-gate): every golden case under `plugins/<name>/cases`
+//! api-contract, retry-policy, slo-gate, references): every golden case under `plugins/<name>/cases`
 //! passes through the wasm plugin, every rule has a case that fires it, and
 //! each plugin finishes a ~1 MB document inside the default limits.
 
@@ -131,6 +131,16 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
             "slo/objective-warned",
             "slo/objective-failed",
             "slo/missing-metric",
+        ],
+    ),
+    (
+        "references",
+        guests::REFERENCES,
+        &[
+            "references/dangling",
+            "references/already-dangling",
+            "references/impact",
+            "references/cycle",
         ],
     ),
 ];
