@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::guests;
+use crate::util::copy_rollout_example;
 
 /// A copy of examples/rollout in a temp dir, its plugins pointed at the
 /// suite's prebuilt guests, with its own state directory.
@@ -28,21 +28,8 @@ impl Example {
 
     /// A copy whose plan text is rewritten by `edit`.
     fn with_plan(edit: impl FnOnce(String) -> String) -> Example {
-        let source = repo().join("examples/rollout");
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("platform")).unwrap();
-        for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
-            std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
-        }
-        let plan = std::fs::read_to_string(source.join("plan.toml"))
-            .unwrap()
-            .replace("../../plugins/well-formed", guests::WELL_FORMED)
-            .replace(
-                "../../plugins/destructive-change",
-                guests::DESTRUCTIVE_CHANGE,
-            )
-            .replace("../../plugins/slo-gate", guests::SLO_GATE);
-        std::fs::write(dir.path().join("plan.toml"), edit(plan)).unwrap();
+        copy_rollout_example(dir.path(), edit);
         Example { dir }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::guests;
+use crate::util::{copy_rollout_example, guests};
 
 const TOKEN_A: &str = "token-of-tenant-a";
 const TOKEN_A_DATA: &str = "token-of-tenant-a-data-steward";
@@ -1108,7 +1108,7 @@ fn serve_rollout_example() -> Served {
 /// [`serve_rollout_example`], with or without the canary's approval.
 fn serve_rollout_plan(approve_before: bool) -> Served {
     Served::start_with("", ", rollout = \"rollout/plan.toml\"", |dir| {
-        copy_rollout_example(dir, |plan| {
+        copy_rollout_example(&dir.join("rollout"), |plan| {
             if approve_before {
                 plan.replace(
                     "observe-ms = 300",
@@ -1119,25 +1119,6 @@ fn serve_rollout_plan(approve_before: bool) -> Served {
             }
         });
     })
-}
-
-/// examples/rollout copied to `dir/rollout`, its plugins pointed at the
-/// suite's guests and its plan text rewritten by `edit`.
-pub(crate) fn copy_rollout_example(dir: &Path, edit: impl FnOnce(String) -> String) {
-    let source = repo().join("examples/rollout");
-    std::fs::create_dir_all(dir.join("rollout/platform")).unwrap();
-    for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
-        std::fs::copy(source.join(file), dir.join("rollout").join(file)).unwrap();
-    }
-    let plan = std::fs::read_to_string(source.join("plan.toml"))
-        .unwrap()
-        .replace("../../plugins/well-formed", guests::WELL_FORMED)
-        .replace(
-            "../../plugins/destructive-change",
-            guests::DESTRUCTIVE_CHANGE,
-        )
-        .replace("../../plugins/slo-gate", guests::SLO_GATE);
-    std::fs::write(dir.join("rollout/plan.toml"), edit(plan)).unwrap();
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::serve::{Served, bundle_of_dir, copy_rollout_example, repo};
+use crate::serve::{Served, bundle_of_dir, repo};
+use crate::util::copy_rollout_example;
 
 const TOKEN: &str = "replica-test-token";
 
@@ -33,7 +34,7 @@ impl Rng {
 
 fn write_setup(dir: &Path) {
     // A longer canary window: more of each rollout to be killed in.
-    copy_rollout_example(dir, |plan| {
+    copy_rollout_example(&dir.join("rollout"), |plan| {
         plan.replace("observe-ms = 300", "observe-ms = 1500")
     });
     use sha2::Digest as _;

@@ -145,3 +145,23 @@ pub async fn run_ad_hoc_checkpoint(
     .unwrap_or_else(|err| panic!("plugins load: {err}"));
     check::run_checkpoint(&plan, &plan.checkpoints[0], &loaded, change, "test").await
 }
+
+/// examples/rollout (its plan and stand-in platform) copied into `dest`, its
+/// plugins pointed at the suite's guests and its plan text rewritten by
+/// `edit`. The rollout, server and replica tests run on such copies.
+pub(crate) fn copy_rollout_example(dest: &std::path::Path, edit: impl FnOnce(String) -> String) {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollout");
+    std::fs::create_dir_all(dest.join("platform")).expect("mkdir");
+    for file in ["platform/ctl.sh", "platform/baseline-metrics.json"] {
+        std::fs::copy(source.join(file), dest.join(file)).expect("copy the example platform");
+    }
+    let plan = std::fs::read_to_string(source.join("plan.toml"))
+        .expect("the example plan")
+        .replace("../../plugins/well-formed", guests::WELL_FORMED)
+        .replace(
+            "../../plugins/destructive-change",
+            guests::DESTRUCTIVE_CHANGE,
+        )
+        .replace("../../plugins/slo-gate", guests::SLO_GATE);
+    std::fs::write(dest.join("plan.toml"), edit(plan)).expect("write the plan");
+}
